@@ -1,0 +1,3 @@
+module github.com/fleetwire/fleetwire
+
+go 1.26
