@@ -1,0 +1,63 @@
+// Package hub is the core of fleethub: device sessions, the ingest pipeline
+// and the domain types shared by its adapters (hub/store, hub/influx,
+// hub/api, hub/devicews). It knows nothing of HTTP, SQL or InfluxDB.
+package hub
+
+import (
+	"context"
+	"errors"
+	"time"
+
+	"github.com/fleetwire/fleetwire/protocol"
+)
+
+// Domain errors; adapters map them to HTTP status codes at the edge.
+var (
+	ErrNotFound     = errors.New("not found")
+	ErrConflict     = errors.New("already exists")
+	ErrUnauthorized = errors.New("unauthorized")
+	ErrRevoked      = errors.New("device revoked")
+	ErrInvalidInput = errors.New("invalid input")
+)
+
+// Device is a registered device.
+type Device struct {
+	ID           string            `json:"id"`
+	Labels       map[string]string `json:"labels"`
+	CreatedAt    time.Time         `json:"created_at"`
+	Revoked      bool              `json:"revoked"`
+	RevokedAt    *time.Time        `json:"revoked_at,omitempty"`
+	LastSeen     *time.Time        `json:"last_seen,omitempty"`
+	AgentVersion string            `json:"agent_version,omitempty"`
+	Transport    string            `json:"transport"` // "ws" (agent) or "mqtt"
+	// Online is filled from live sessions, not stored.
+	Online bool `json:"online"`
+}
+
+// IngestBatch is one device's validated telemetry batch, ready for storage.
+type IngestBatch struct {
+	DeviceID string
+	Labels   map[string]string
+	Batch    *protocol.Batch
+}
+
+// TelemetrySink stores telemetry. Write returns nil once every point is
+// stored or, if the store rejected some as invalid, dead-lettered. It returns
+// an error only when ctx ends first; transient failures are retried inside.
+type TelemetrySink interface {
+	Write(ctx context.Context, batches []*IngestBatch) error
+}
+
+// DeadLetter is a point the telemetry store refused as invalid.
+type DeadLetter struct {
+	ID       int64     `json:"id"`
+	DeviceID string    `json:"device_id"`
+	Line     string    `json:"line"` // the point as InfluxDB line protocol
+	Error    string    `json:"error"`
+	At       time.Time `json:"at"`
+}
+
+// DeadLetterStore keeps dead letters.
+type DeadLetterStore interface {
+	AddDeadLetters(ctx context.Context, dl []DeadLetter) error
+}
