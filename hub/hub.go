@@ -61,3 +61,9 @@ type DeadLetter struct {
 type DeadLetterStore interface {
 	AddDeadLetters(ctx context.Context, dl []DeadLetter) error
 }
+
+// DeviceStore is what device sessions need of the registry.
+type DeviceStore interface {
+	AuthenticateDevice(ctx context.Context, token string) (Device, error)
+	TouchDevice(ctx context.Context, id string, seen time.Time, agentVersion string) error
+}

@@ -1,0 +1,88 @@
+package hub
+
+import (
+	"sync"
+
+	"github.com/fleetwire/fleetwire/protocol"
+)
+
+// Session is what the registry needs of a live device connection.
+type Session interface {
+	// Close ends the session with a reason the device can act on. It is
+	// idempotent and does not block on the network for long.
+	Close(code protocol.CloseCode, reason string)
+}
+
+// Registry tracks the one live session of each device.
+type Registry struct {
+	mu       sync.Mutex
+	sessions map[string]Session
+	metrics  *Metrics
+}
+
+// NewRegistry returns an empty registry.
+func NewRegistry(m *Metrics) *Registry {
+	return &Registry{sessions: make(map[string]Session), metrics: m}
+}
+
+// Register makes s the live session of deviceID. An older session of the
+// same device is closed with CloseReplaced: one live session per device.
+func (r *Registry) Register(deviceID string, s Session) {
+	r.mu.Lock()
+	old := r.sessions[deviceID]
+	r.sessions[deviceID] = s
+	r.mu.Unlock()
+	if old != nil {
+		old.Close(protocol.CloseReplaced, "replaced by a newer session")
+	} else {
+		r.metrics.Connections.Inc()
+	}
+}
+
+// Unregister removes s if it is still deviceID's live session.
+func (r *Registry) Unregister(deviceID string, s Session) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.sessions[deviceID] == s {
+		delete(r.sessions, deviceID)
+		r.metrics.Connections.Dec()
+	}
+}
+
+// Online reports whether deviceID has a live session.
+func (r *Registry) Online(deviceID string) bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.sessions[deviceID] != nil
+}
+
+// Count returns the number of live sessions.
+func (r *Registry) Count() int {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return len(r.sessions)
+}
+
+// Disconnect closes deviceID's live session, if any, with a reason that
+// tells the agent not to retry (revocation, deletion).
+func (r *Registry) Disconnect(deviceID, reason string) {
+	r.mu.Lock()
+	s := r.sessions[deviceID]
+	r.mu.Unlock()
+	if s != nil {
+		s.Close(protocol.CloseRevoked, reason)
+	}
+}
+
+// CloseAll closes every live session with code (hub shutdown).
+func (r *Registry) CloseAll(code protocol.CloseCode, reason string) {
+	r.mu.Lock()
+	all := make([]Session, 0, len(r.sessions))
+	for _, s := range r.sessions {
+		all = append(all, s)
+	}
+	r.mu.Unlock()
+	for _, s := range all {
+		s.Close(code, reason)
+	}
+}
