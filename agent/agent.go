@@ -1,0 +1,126 @@
+// Package agent is the core of fleetagent: every interval it runs the
+// collectors, stores the points as one durable batch in the spool, and lets
+// the link ship the spool to the hub.
+package agent
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"sync"
+	"time"
+
+	"github.com/fleetwire/fleetwire/agent/collect"
+	"github.com/fleetwire/fleetwire/protocol"
+)
+
+// Spool is where batches wait for the hub's ack.
+type Spool interface {
+	Append(b *protocol.Batch) (uint64, error)
+}
+
+// Options configure the batcher.
+type Options struct {
+	Interval   time.Duration // default 10s
+	MaxPoints  int           // points per batch; larger collections are split (default 1000)
+	Collectors []collect.Collector
+	Spool      Spool
+	Logger     *slog.Logger
+	// OnSpooled, if set, sees each batch after it is durably spooled (tests,
+	// fleetsim accounting). It must not keep b.
+	OnSpooled func(b *protocol.Batch)
+	Now       func() time.Time
+}
+
+// Batcher collects on a ticker and spools the result.
+type Batcher struct {
+	opt Options
+	// errLog limits collector error logs to one per collector per 10 min:
+	// a broken sensor must not flood an SD card with logs.
+	mu     sync.Mutex
+	errLog map[string]time.Time
+}
+
+// NewBatcher checks opt and returns a Batcher.
+func NewBatcher(opt Options) (*Batcher, error) {
+	if opt.Interval <= 0 {
+		opt.Interval = 10 * time.Second
+	}
+	if opt.MaxPoints <= 0 {
+		opt.MaxPoints = 1000
+	}
+	if opt.Spool == nil {
+		return nil, errors.New("agent: spool required")
+	}
+	if opt.Logger == nil {
+		opt.Logger = slog.New(slog.DiscardHandler)
+	}
+	if opt.Now == nil {
+		opt.Now = time.Now
+	}
+	return &Batcher{opt: opt, errLog: make(map[string]time.Time)}, nil
+}
+
+// Run collects once at start and then every interval until ctx ends.
+func (b *Batcher) Run(ctx context.Context) error {
+	t := time.NewTicker(b.opt.Interval)
+	defer t.Stop()
+	for {
+		if err := b.CollectOnce(ctx); err != nil {
+			b.opt.Logger.Error("spool batch", "err", err)
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-t.C:
+		}
+	}
+}
+
+// CollectOnce runs every collector (each bounded by the interval) and spools
+// the points stamped with the collection time.
+func (b *Batcher) CollectOnce(ctx context.Context) error {
+	now := b.opt.Now()
+	cctx, cancel := context.WithTimeout(ctx, b.opt.Interval)
+	defer cancel()
+	var points []protocol.Point
+	for _, c := range b.opt.Collectors {
+		pts, err := c.Collect(cctx)
+		points = append(points, pts...)
+		if err != nil {
+			b.logCollectErr(c.Name(), err)
+		}
+	}
+	return b.spool(now, points)
+}
+
+func (b *Batcher) spool(now time.Time, points []protocol.Point) error {
+	for len(points) > 0 {
+		n := min(len(points), b.opt.MaxPoints)
+		batch := &protocol.Batch{BaseTime: now.UnixMilli(), Points: points[:n]}
+		if _, err := b.opt.Spool.Append(batch); err != nil {
+			return err
+		}
+		if b.opt.OnSpooled != nil {
+			b.opt.OnSpooled(batch)
+		}
+		// Parts share the time: one collection has each series only once,
+		// so they cannot overwrite each other in InfluxDB.
+		points = points[n:]
+	}
+	return nil
+}
+
+func (b *Batcher) logCollectErr(name string, err error) {
+	b.mu.Lock()
+	last, ok := b.errLog[name]
+	now := b.opt.Now()
+	quiet := ok && now.Sub(last) < 10*time.Minute
+	if !quiet {
+		b.errLog[name] = now
+	}
+	b.mu.Unlock()
+	if !quiet {
+		b.opt.Logger.Warn("collector failed", "collector", name, "err", err)
+	}
+}

@@ -1,0 +1,187 @@
+// Package link keeps the agent's connection to the hub: it dials wss:// with
+// the device token, says hello, sends every spooled batch the hub has not
+// acked (within the hub's in-flight window), deletes batches from the spool
+// as acks arrive, and reconnects with capped, jittered backoff.
+package link
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"net/url"
+	"sync/atomic"
+	"time"
+
+	"github.com/gorilla/websocket"
+
+	"github.com/fleetwire/fleetwire/agent/spool"
+	"github.com/fleetwire/fleetwire/protocol"
+)
+
+// Spool is the part of the agent's spool the link uses.
+type Spool interface {
+	Pending(after uint64, max int) ([]spool.Entry, error)
+	Ack(seq uint64) error
+	Notify() <-chan struct{}
+}
+
+// Config configures a Link. Zero durations take the documented defaults.
+type Config struct {
+	URL           string      // wss://host:8443/v1/device
+	Token         string      // device token (fwd_...)
+	TLS           *tls.Config // verification of the hub; required for wss
+	AllowInsecure bool        // permit ws:// (local development only)
+	Hello         protocol.Hello
+	Spool         Spool
+	Logger        *slog.Logger
+
+	MinBackoff       time.Duration // default 1s
+	MaxBackoff       time.Duration // default 60s
+	AuthBackoff      time.Duration // floor after the hub refused the token, default 5m
+	MaxAuthBackoff   time.Duration // cap after refusals, default 1h
+	HandshakeTimeout time.Duration // TCP+TLS+upgrade+welcome, default 20s
+	WriteTimeout     time.Duration // per message, default 15s
+	Rand             func() float64
+}
+
+func (c *Config) setDefaults() {
+	def := func(d *time.Duration, v time.Duration) {
+		if *d <= 0 {
+			*d = v
+		}
+	}
+	def(&c.MinBackoff, time.Second)
+	def(&c.MaxBackoff, time.Minute)
+	def(&c.AuthBackoff, 5*time.Minute)
+	def(&c.MaxAuthBackoff, time.Hour)
+	def(&c.HandshakeTimeout, 20*time.Second)
+	def(&c.WriteTimeout, 15*time.Second)
+	if c.Logger == nil {
+		c.Logger = slog.New(slog.DiscardHandler)
+	}
+	c.Hello.ProtocolVersion = protocol.Version
+}
+
+// Validate checks the config; messages name the agent config key.
+func (c *Config) Validate() error {
+	u, err := url.Parse(c.URL)
+	if err != nil || u.Host == "" {
+		return fmt.Errorf("hub.url: %q is not a URL", c.URL)
+	}
+	switch u.Scheme {
+	case "wss":
+	case "ws":
+		if !c.AllowInsecure {
+			return errors.New("hub.url: ws:// is refused unless hub.allow_insecure is set (local development only)")
+		}
+	default:
+		return fmt.Errorf("hub.url: scheme %q must be wss", u.Scheme)
+	}
+	if c.Token == "" {
+		return errors.New("hub.token: required")
+	}
+	if c.Spool == nil {
+		return errors.New("link: spool required")
+	}
+	return nil
+}
+
+// Stats are the link's counters, safe to read at any time.
+type Stats struct {
+	Connected  bool
+	Sessions   uint64 // sessions that got a welcome
+	BatchesOut uint64
+	LastAcked  uint64
+}
+
+// Link is the agent's connection manager.
+type Link struct {
+	cfg    Config
+	dialer websocket.Dialer
+
+	connected  atomic.Bool
+	sessions   atomic.Uint64
+	batchesOut atomic.Uint64
+	lastAcked  atomic.Uint64
+}
+
+// New checks cfg and returns a Link; call Run to connect.
+func New(cfg Config) (*Link, error) {
+	cfg.setDefaults()
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	l := &Link{cfg: cfg}
+	l.dialer = websocket.Dialer{
+		Proxy:            http.ProxyFromEnvironment,
+		HandshakeTimeout: cfg.HandshakeTimeout,
+		TLSClientConfig:  cfg.TLS,
+		Subprotocols:     []string{protocol.Subprotocol},
+		ReadBufferSize:   2048,
+		WriteBufferSize:  8192,
+	}
+	return l, nil
+}
+
+// Stats returns a snapshot of the counters.
+func (l *Link) Stats() Stats {
+	return Stats{
+		Connected:  l.connected.Load(),
+		Sessions:   l.sessions.Load(),
+		BatchesOut: l.batchesOut.Load(),
+		LastAcked:  l.lastAcked.Load(),
+	}
+}
+
+// Run connects and reconnects until ctx ends. It returns ctx's error.
+func (l *Link) Run(ctx context.Context) error {
+	net := Backoff{Min: l.cfg.MinBackoff, Max: l.cfg.MaxBackoff, Rand: l.cfg.Rand}
+	auth := Backoff{Min: l.cfg.AuthBackoff, Max: l.cfg.MaxAuthBackoff, Rand: l.cfg.Rand}
+	for {
+		welcomed, err := l.session(ctx)
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+		if welcomed {
+			net.Reset()
+			auth.Reset()
+		}
+		wait := l.waitAfter(err, &net, &auth)
+		l.cfg.Logger.Info("hub link down", "err", err, "retry_in", wait.Round(time.Millisecond))
+		if !sleep(ctx, wait) {
+			return ctx.Err()
+		}
+	}
+}
+
+// waitAfter picks the backoff for the way the last session ended. Refused
+// credentials and "do not retry" closes wait far longer than network errors,
+// so a revoked device does not hammer the hub.
+func (l *Link) waitAfter(err error, net, auth *Backoff) time.Duration {
+	var ce *closeErr
+	switch {
+	case errors.Is(err, errUnauthorized):
+		return l.cfg.AuthBackoff + auth.Next()
+	case errors.As(err, &ce) && !retryable(ce.code):
+		return l.cfg.AuthBackoff + auth.Next()
+	}
+	return net.Next()
+}
+
+var errUnauthorized = errors.New("hub refused the device token (401)")
+
+// closeErr is a session ended by the hub's close frame.
+type closeErr struct {
+	code protocol.CloseCode
+	text string
+}
+
+func (e *closeErr) Error() string {
+	return fmt.Sprintf("hub closed session: %d %s: %s", uint16(e.code), e.code, e.text)
+}
+
+// retryable reports whether a close code allows a prompt reconnect.
+func retryable(c protocol.CloseCode) bool { return c.Retry() != protocol.RetryNever }

@@ -1,0 +1,173 @@
+// Command fleetagent runs on a device: it collects metrics, keeps them in a
+// bounded disk spool and ships them to fleethub over wss.
+package main
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/url"
+	"os"
+	"os/signal"
+	"runtime"
+	"syscall"
+
+	"github.com/spf13/pflag"
+
+	"github.com/fleetwire/fleetwire/agent"
+	"github.com/fleetwire/fleetwire/agent/collect"
+	"github.com/fleetwire/fleetwire/agent/link"
+	"github.com/fleetwire/fleetwire/agent/spool"
+	"github.com/fleetwire/fleetwire/agent/trust"
+	"github.com/fleetwire/fleetwire/cmd/internal/config"
+	"github.com/fleetwire/fleetwire/cmd/internal/logx"
+	"github.com/fleetwire/fleetwire/protocol"
+)
+
+// version is stamped by the build (-ldflags "-X main.version=...").
+var version = "dev"
+
+func main() {
+	m := NewMain(os.Stdout, os.Stderr)
+	if err := m.ParseFlags(os.Args[1:]); err != nil {
+		if errors.Is(err, pflag.ErrHelp) || errors.Is(err, errDone) {
+			return
+		}
+		fmt.Fprintln(os.Stderr, "fleetagent:", err)
+		os.Exit(2)
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	if err := m.Run(ctx); err != nil && !errors.Is(err, context.Canceled) {
+		fmt.Fprintln(os.Stderr, "fleetagent:", err)
+		os.Exit(1)
+	}
+}
+
+// errDone ends the program successfully after ParseFlags printed something.
+var errDone = errors.New("done")
+
+// Main is the agent program, runnable in-process by tests.
+type Main struct {
+	Config Config
+	stdout io.Writer
+	stderr io.Writer
+	// OnSpooled is passed to the batcher (tests).
+	OnSpooled func(*protocol.Batch)
+}
+
+// NewMain returns a Main with default config.
+func NewMain(stdout, stderr io.Writer) *Main {
+	return &Main{Config: defaultConfig(), stdout: stdout, stderr: stderr}
+}
+
+// ParseFlags loads the config from flags, environment (FLEETAGENT_*) and
+// the config file, then validates it.
+func (m *Main) ParseFlags(args []string) error {
+	fs := pflag.NewFlagSet("fleetagent", pflag.ContinueOnError)
+	fs.SetOutput(m.stderr)
+	path := fs.StringP("config", "c", "", "config file (YAML), e.g. /etc/fleetwire/fleetagent.yaml")
+	printCfg := fs.Bool("print-config", false, "print the effective config and exit")
+	showVersion := fs.Bool("version", false, "print the version and exit")
+	fs.String("hub.url", "", "hub device endpoint, wss://HOST:8443/v1/device")
+	fs.String("hub.ca_file", "", "CA certificate (PEM) that signed the hub's certificate")
+	fs.String("hub.ca_fingerprint", "", "SHA-256 fingerprint of the hub's CA (or leaf) certificate")
+	fs.Duration("interval", 0, "collection interval")
+	fs.String("spool.dir", "", "spool directory")
+	fs.String("log.level", "", "debug, info, warn or error")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if *showVersion {
+		fmt.Fprintf(m.stdout, "fleetagent %s %s/%s\n", version, runtime.GOOS, runtime.GOARCH)
+		return errDone
+	}
+	if err := config.Load(*path, "FLEETAGENT", fs, &m.Config); err != nil {
+		return err
+	}
+	if *printCfg {
+		if err := config.Print(m.stdout, m.Config); err != nil {
+			return err
+		}
+		if err := m.Config.Validate(); err != nil {
+			return fmt.Errorf("config invalid:\n%w", err)
+		}
+		return errDone
+	}
+	return m.Config.Validate()
+}
+
+// Run runs the agent until ctx ends.
+func (m *Main) Run(ctx context.Context) error {
+	cfg := &m.Config
+	log, err := logx.New(m.stderr, cfg.Log.Level, cfg.Log.Format)
+	if err != nil {
+		return err
+	}
+	sp, err := spool.Open(cfg.Spool.Dir, spool.Options{MaxBytes: int64(cfg.Spool.MaxBytes), Logger: log})
+	if err != nil {
+		return fmt.Errorf("open spool: %w", err)
+	}
+	defer sp.Close()
+	collectors, err := collect.New(cfg.collectConfig(), log)
+	if err != nil {
+		return err
+	}
+	batcher, err := agent.NewBatcher(agent.Options{
+		Interval: cfg.Interval, MaxPoints: cfg.Collect.MaxPoints, Collectors: collectors,
+		Spool: sp, Logger: log, OnSpooled: m.OnSpooled,
+	})
+	if err != nil {
+		return err
+	}
+	lk, err := m.newLink(sp, log)
+	if err != nil {
+		return err
+	}
+	log.Info("fleetagent starting", "version", version, "hub", cfg.Hub.URL, "interval", cfg.Interval, "spool", cfg.Spool.Dir)
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	errc := make(chan error, 2)
+	go func() { errc <- lk.Run(ctx) }()
+	go func() { errc <- batcher.Run(ctx) }()
+	err = <-errc
+	cancel()
+	<-errc
+	log.Info("fleetagent stopped", "spool_batches", sp.Stats().Batches)
+	return err
+}
+
+func (m *Main) newLink(sp *spool.Spool, log *slog.Logger) (*link.Link, error) {
+	cfg := &m.Config
+	u, err := url.Parse(cfg.Hub.URL)
+	if err != nil {
+		return nil, fmt.Errorf("hub.url: %w", err)
+	}
+	tlsCfg, err := trust.ClientConfig(u.Hostname(), cfg.Hub.CAFile, cfg.Hub.CAFingerprint)
+	if err != nil {
+		return nil, fmt.Errorf("hub TLS: %w", err)
+	}
+	host, _ := os.Hostname()
+	return link.New(link.Config{
+		URL: cfg.Hub.URL, Token: cfg.Hub.Token, TLS: tlsCfg, AllowInsecure: cfg.Hub.AllowInsecure,
+		Spool: sp, Logger: log,
+		Hello: protocol.Hello{
+			AgentVersion: version, BootID: bootID(), Hostname: host,
+			Arch: runtime.GOOS + "/" + arch(), Capabilities: []string{"telemetry"},
+		},
+	})
+}
+
+// bootID identifies this boot of the device (Linux), or this process.
+func bootID() string {
+	if b, err := os.ReadFile("/proc/sys/kernel/random/boot_id"); err == nil && len(b) > 1 {
+		return string(b[:len(b)-1])
+	}
+	var r [16]byte
+	_, _ = rand.Read(r[:])
+	return hex.EncodeToString(r[:])
+}

@@ -1,0 +1,124 @@
+package main
+
+import (
+	"errors"
+	"fmt"
+	"net"
+	"net/url"
+	"time"
+
+	"github.com/fleetwire/fleetwire/cmd/internal/config"
+)
+
+// Config is the hub's configuration (YAML file, FLEETHUB_* environment,
+// flags). deploy/fleethub.yaml documents every key.
+type Config struct {
+	DataDir         string        `mapstructure:"data_dir"`
+	Listen          string        `mapstructure:"listen"`
+	PublicURL       string        `mapstructure:"public_url"`
+	ShutdownTimeout time.Duration `mapstructure:"shutdown_timeout"`
+	TLS             TLSConfig     `mapstructure:"tls"`
+	Influx          InfluxConfig  `mapstructure:"influx"`
+	Device          DeviceConfig  `mapstructure:"device"`
+	Ingest          IngestConfig  `mapstructure:"ingest"`
+	Log             LogConfig     `mapstructure:"log"`
+}
+
+// TLSConfig selects the server certificate.
+type TLSConfig struct {
+	Cert     string   `mapstructure:"cert"`
+	Key      string   `mapstructure:"key"`
+	Hosts    []string `mapstructure:"hosts"`
+	Insecure bool     `mapstructure:"insecure"`
+}
+
+// InfluxConfig points at InfluxDB.
+type InfluxConfig struct {
+	URL     string        `mapstructure:"url"`
+	Token   string        `mapstructure:"token" secret:"true"`
+	Org     string        `mapstructure:"org"`
+	Bucket  string        `mapstructure:"bucket"`
+	Timeout time.Duration `mapstructure:"timeout"`
+}
+
+// DeviceConfig limits device sessions.
+type DeviceConfig struct {
+	MaxMessageBytes config.ByteSize `mapstructure:"max_message_bytes"`
+	MaxPoints       int             `mapstructure:"max_points_per_batch"`
+	MaxInflight     int             `mapstructure:"max_inflight"`
+	PingInterval    time.Duration   `mapstructure:"ping_interval"`
+	HelloTimeout    time.Duration   `mapstructure:"hello_timeout"`
+}
+
+// IngestConfig sizes the ingest pipeline.
+type IngestConfig struct {
+	QueueBatches   int `mapstructure:"queue_batches"`
+	Workers        int `mapstructure:"workers"`
+	MaxWritePoints int `mapstructure:"max_write_points"`
+}
+
+// LogConfig sets logging.
+type LogConfig struct {
+	Level  string `mapstructure:"level"`
+	Format string `mapstructure:"format"`
+}
+
+func defaultConfig() Config {
+	return Config{
+		DataDir:         "./fleethub-data",
+		Listen:          ":8443",
+		ShutdownTimeout: 15 * time.Second,
+		Influx:          InfluxConfig{URL: "http://127.0.0.1:8086", Bucket: "fleet/autogen", Timeout: 10 * time.Second},
+		Device: DeviceConfig{
+			MaxMessageBytes: 1 << 20, MaxPoints: 5000, MaxInflight: 64,
+			PingInterval: 20 * time.Second, HelloTimeout: 10 * time.Second,
+		},
+		Ingest: IngestConfig{QueueBatches: 4096, Workers: 2, MaxWritePoints: 5000},
+		Log:    LogConfig{Level: "info", Format: "text"},
+	}
+}
+
+// Validate checks every key; messages name the key.
+func (c *Config) Validate() error {
+	var errs []error
+	add := func(format string, a ...any) { errs = append(errs, fmt.Errorf(format, a...)) }
+	if c.DataDir == "" {
+		add("data_dir: required")
+	}
+	if _, _, err := net.SplitHostPort(c.Listen); err != nil {
+		add("listen: %q is not host:port", c.Listen)
+	}
+	if c.PublicURL != "" {
+		if u, err := url.Parse(c.PublicURL); err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" {
+			add("public_url: %q must look like https://hub.example:8443", c.PublicURL)
+		}
+	}
+	if (c.TLS.Cert == "") != (c.TLS.Key == "") {
+		add("tls.cert, tls.key: set both or neither")
+	}
+	if u, err := url.Parse(c.Influx.URL); err != nil || u.Host == "" {
+		add("influx.url: %q is not a URL", c.Influx.URL)
+	}
+	if c.Influx.Bucket == "" {
+		add("influx.bucket: required (on InfluxDB 1.8: database/retention-policy, e.g. fleet/autogen)")
+	}
+	if c.Device.MaxMessageBytes < 4<<10 || c.Device.MaxMessageBytes > 64<<20 {
+		add("device.max_message_bytes: must be 4KiB..64MiB")
+	}
+	if c.Device.MaxPoints < 1 || c.Device.MaxPoints > 100_000 {
+		add("device.max_points_per_batch: must be 1..100000")
+	}
+	if c.Device.MaxInflight < 1 || c.Device.MaxInflight > 4096 {
+		add("device.max_inflight: must be 1..4096")
+	}
+	if c.Device.PingInterval < 100*time.Millisecond {
+		add("device.ping_interval: must be at least 100ms")
+	}
+	if c.Ingest.QueueBatches < 1 || c.Ingest.Workers < 1 || c.Ingest.MaxWritePoints < 1 {
+		add("ingest: queue_batches, workers and max_write_points must be >= 1")
+	}
+	if c.ShutdownTimeout <= 0 {
+		add("shutdown_timeout: must be > 0")
+	}
+	return errors.Join(errs...)
+}

@@ -1,0 +1,274 @@
+package main
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/fleetwire/fleetwire/cmd/internal/logx"
+	"github.com/fleetwire/fleetwire/hub"
+	"github.com/fleetwire/fleetwire/hub/api"
+	"github.com/fleetwire/fleetwire/hub/certs"
+	"github.com/fleetwire/fleetwire/hub/devicews"
+	"github.com/fleetwire/fleetwire/hub/influx"
+	"github.com/fleetwire/fleetwire/hub/store"
+	"github.com/fleetwire/fleetwire/protocol"
+)
+
+// Server is a running hub: its parts in start order, stopped in reverse.
+type Server struct {
+	cfg    Config
+	log    *slog.Logger
+	stdout io.Writer
+
+	store    *store.Store
+	sink     *influx.Sink
+	reg      *prometheus.Registry
+	registry *hub.Registry
+	ingester *hub.Ingester
+	devices  *devicews.Handler
+	tls      *tls.Config
+	certInfo *certs.Info
+	http     *http.Server
+	ln       net.Listener
+
+	// AdminToken is set when this start created the first API token.
+	AdminToken string
+}
+
+// NewServer opens the store, TLS material and InfluxDB client and wires the
+// handlers. Nothing listens until Listen.
+func NewServer(cfg Config, stdout, stderr io.Writer) (s *Server, err error) {
+	log, err := logx.New(stderr, cfg.Log.Level, cfg.Log.Format)
+	if err != nil {
+		return nil, err
+	}
+	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
+		return nil, fmt.Errorf("data_dir: %w", err)
+	}
+	s = &Server{cfg: cfg, log: log, stdout: stdout, reg: prometheus.NewRegistry()}
+	defer func() {
+		if err != nil {
+			s.Close(context.Background())
+		}
+	}()
+	s.reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	if err := s.openStore(); err != nil {
+		return nil, err
+	}
+	if err := s.loadTLS(); err != nil {
+		return nil, err
+	}
+	s.sink, err = influx.New(influx.Config{
+		URL: cfg.Influx.URL, Token: cfg.Influx.Token, Org: cfg.Influx.Org, Bucket: cfg.Influx.Bucket,
+		Timeout: cfg.Influx.Timeout, MaxPointsPerWrite: cfg.Ingest.MaxWritePoints,
+	}, s.store, s.reg, log)
+	if err != nil {
+		return nil, fmt.Errorf("influx: %w", err)
+	}
+	s.wire()
+	return s, nil
+}
+
+func (s *Server) openStore() error {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	st, err := store.Open(ctx, filepath.Join(s.cfg.DataDir, "fleethub.db"))
+	if err != nil {
+		return fmt.Errorf("open store: %w", err)
+	}
+	s.store = st
+	tok, created, err := st.EnsureAdminToken(ctx)
+	if err != nil {
+		return fmt.Errorf("admin token: %w", err)
+	}
+	if created {
+		s.AdminToken = tok
+		path := filepath.Join(s.cfg.DataDir, "admin.token")
+		if err := os.WriteFile(path, []byte(tok+"\n"), 0o600); err != nil {
+			return fmt.Errorf("save admin token: %w", err)
+		}
+		fmt.Fprintf(s.stdout, "Created the admin API token (shown once; also saved to %s):\n  %s\n", path, tok)
+	}
+	return nil
+}
+
+func (s *Server) loadTLS() error {
+	if s.cfg.TLS.Insecure {
+		s.log.Warn("TLS is OFF (tls.insecure): devices and API traffic are in clear text; local development only")
+		return nil
+	}
+	cfg, info, err := certs.Load(s.cfg.DataDir, s.cfg.TLS.Cert, s.cfg.TLS.Key, s.cfg.TLS.Hosts, s.log)
+	if err != nil {
+		return fmt.Errorf("tls: %w", err)
+	}
+	s.tls, s.certInfo = cfg, info
+	return nil
+}
+
+// wire builds the core and the HTTP routes.
+func (s *Server) wire() {
+	cfg := s.cfg
+	m := hub.NewMetrics(s.reg)
+	s.registry = hub.NewRegistry(m)
+	s.ingester = hub.NewIngester(hub.IngestConfig{
+		QueueBatches: cfg.Ingest.QueueBatches, Workers: cfg.Ingest.Workers, MaxWritePoints: cfg.Ingest.MaxWritePoints,
+	}, s.sink, m, s.log)
+	s.devices = devicews.New(devicews.Config{
+		Store: s.store, DeadLetters: s.store, Registry: s.registry, Ingester: s.ingester, Metrics: m, Logger: s.log,
+		Limits:          protocol.Limits{MaxPoints: cfg.Device.MaxPoints},
+		MaxMessageBytes: int(cfg.Device.MaxMessageBytes), MaxInflight: cfg.Device.MaxInflight,
+		PingInterval: cfg.Device.PingInterval, HelloTimeout: cfg.Device.HelloTimeout,
+	})
+	mux := http.NewServeMux()
+	mux.Handle("GET /v1/device", s.devices)
+	mux.Handle("/api/", api.New(api.Config{
+		Store: s.store, Sessions: s.registry, Logger: s.log,
+		HubURL: s.deviceURL(), CAFingerprint: s.caFingerprint(),
+	}))
+	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) { io.WriteString(w, "ok\n") })
+	mux.HandleFunc("GET /readyz", s.ready)
+	mux.Handle("GET /metrics", promhttp.HandlerFor(s.reg, promhttp.HandlerOpts{Registry: s.reg}))
+	s.http = &http.Server{
+		Handler:           mux,
+		ReadHeaderTimeout: 10 * time.Second,
+		MaxHeaderBytes:    16 << 10,
+		IdleTimeout:       2 * time.Minute,
+		ErrorLog:          slog.NewLogLogger(s.log.Handler(), slog.LevelDebug),
+	}
+}
+
+// ready answers /readyz: the store is open and InfluxDB has our bucket.
+func (s *Server) ready(w http.ResponseWriter, r *http.Request) {
+	ctx, cancel := context.WithTimeout(r.Context(), 3*time.Second)
+	defer cancel()
+	var problems []string
+	if err := s.store.Ping(ctx); err != nil {
+		problems = append(problems, "store: "+err.Error())
+	}
+	if err := s.sink.Ping(ctx); err != nil {
+		problems = append(problems, "influxdb: "+err.Error())
+	}
+	if len(problems) > 0 {
+		http.Error(w, strings.Join(problems, "\n"), http.StatusServiceUnavailable)
+		return
+	}
+	io.WriteString(w, "ready\n")
+}
+
+// Listen opens the listening socket.
+func (s *Server) Listen() error {
+	ln, err := net.Listen("tcp", s.cfg.Listen)
+	if err != nil {
+		return fmt.Errorf("listen: %w", err)
+	}
+	if s.tls != nil {
+		ln = tls.NewListener(ln, s.tls)
+	}
+	s.ln = ln
+	s.announce()
+	return nil
+}
+
+// Addr is the bound listen address (useful with port 0).
+func (s *Server) Addr() string { return s.ln.Addr().String() }
+
+// URL is the base URL of the API, e.g. https://127.0.0.1:8443.
+func (s *Server) URL() string {
+	scheme := "https"
+	if s.tls == nil {
+		scheme = "http"
+	}
+	host, port, _ := net.SplitHostPort(s.Addr())
+	if ip := net.ParseIP(host); ip != nil && ip.IsUnspecified() {
+		host = "127.0.0.1"
+	}
+	return scheme + "://" + net.JoinHostPort(host, port)
+}
+
+// CAFile is the generated CA certificate agents trust ("" with a configured cert).
+func (s *Server) CAFile() string {
+	if s.certInfo == nil {
+		return ""
+	}
+	return s.certInfo.CAFile
+}
+
+func (s *Server) caFingerprint() string {
+	if s.certInfo == nil {
+		return ""
+	}
+	return s.certInfo.CAFingerprint
+}
+
+// deviceURL is the URL printed into agent configs.
+func (s *Server) deviceURL() string {
+	base := s.cfg.PublicURL
+	if base == "" {
+		host, _ := os.Hostname()
+		_, port, _ := net.SplitHostPort(s.cfg.Listen)
+		base = "https://" + net.JoinHostPort(host, port)
+		if s.cfg.TLS.Insecure {
+			base = "http://" + net.JoinHostPort(host, port)
+		}
+	}
+	base = strings.Replace(strings.Replace(base, "https://", "wss://", 1), "http://", "ws://", 1)
+	return strings.TrimRight(base, "/") + "/v1/device"
+}
+
+func (s *Server) announce() {
+	s.log.Info("fleethub listening", "version", version, "url", s.URL(), "influx", s.cfg.Influx.URL, "bucket", s.cfg.Influx.Bucket)
+	if s.certInfo != nil && s.certInfo.CAFile != "" {
+		fmt.Fprintf(s.stdout, "Agents trust the hub's CA: ca_file %s, or pin ca_fingerprint %s\n", s.certInfo.CAFile, s.certInfo.CAFingerprint)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
+	defer cancel()
+	if err := s.sink.Ping(ctx); err != nil {
+		s.log.Error("InfluxDB not ready; telemetry is held (not acked) until it is", "err", err)
+	}
+}
+
+// Serve serves HTTP until Close.
+func (s *Server) Serve() error {
+	err := s.http.Serve(s.ln)
+	if errors.Is(err, http.ErrServerClosed) {
+		return nil
+	}
+	return err
+}
+
+// Close shuts down in order: stop accepting, close device sessions with
+// "going away", write what is queued to InfluxDB (within ctx), then close
+// the stores. Agents resend anything not acked.
+func (s *Server) Close(ctx context.Context) error {
+	var errs []error
+	if s.http != nil {
+		errs = append(errs, s.http.Shutdown(ctx))
+	}
+	if s.devices != nil {
+		errs = append(errs, s.devices.Close(ctx))
+	}
+	if s.ingester != nil {
+		errs = append(errs, s.ingester.Close(ctx))
+	}
+	if s.sink != nil {
+		s.sink.Close()
+	}
+	if s.store != nil {
+		errs = append(errs, s.store.Close())
+	}
+	return errors.Join(errs...)
+}

@@ -1,0 +1,215 @@
+// Package devicews is the device endpoint of the hub: it authenticates the
+// WebSocket upgrade, runs one session per device connection and adapts the
+// wire protocol to the hub core (registry, ingester).
+package devicews
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"log/slog"
+	"net/http"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/gorilla/websocket"
+
+	"github.com/fleetwire/fleetwire/hub"
+	"github.com/fleetwire/fleetwire/protocol"
+)
+
+// Config wires the endpoint to the core. Zero durations and sizes take the
+// defaults documented on each field.
+type Config struct {
+	Store       hub.DeviceStore
+	DeadLetters hub.DeadLetterStore // invalid batches are recorded here, then acked
+	Registry    *hub.Registry
+	Ingester    *hub.Ingester
+	Metrics     *hub.Metrics
+	Logger      *slog.Logger
+
+	Limits           protocol.Limits
+	MaxMessageBytes  int           // default protocol.DefaultMaxMessageBytes
+	MaxInflight      int           // unacked batches per session, default 64
+	PingInterval     time.Duration // default 20s; a session silent for 2.5 intervals is closed
+	HelloTimeout     time.Duration // default 10s
+	HandshakeTimeout time.Duration // websocket upgrade, default 10s
+	WriteTimeout     time.Duration // per message, default 10s
+	TouchInterval    time.Duration // how often last-seen is persisted while online, default 60s
+}
+
+func (c *Config) setDefaults() {
+	if c.MaxMessageBytes <= 0 {
+		c.MaxMessageBytes = protocol.DefaultMaxMessageBytes
+	}
+	if c.MaxInflight <= 0 {
+		c.MaxInflight = 64
+	}
+	if c.PingInterval <= 0 {
+		c.PingInterval = 20 * time.Second
+	}
+	if c.HelloTimeout <= 0 {
+		c.HelloTimeout = 10 * time.Second
+	}
+	if c.HandshakeTimeout <= 0 {
+		c.HandshakeTimeout = 10 * time.Second
+	}
+	if c.WriteTimeout <= 0 {
+		c.WriteTimeout = 10 * time.Second
+	}
+	if c.TouchInterval <= 0 {
+		c.TouchInterval = time.Minute
+	}
+	if c.Logger == nil {
+		c.Logger = slog.New(slog.DiscardHandler)
+	}
+}
+
+// Handler serves the device endpoint (GET /v1/device).
+type Handler struct {
+	cfg      Config
+	upgrader websocket.Upgrader
+
+	mu       sync.Mutex
+	closing  bool
+	sessions sync.WaitGroup
+	// dropped remembers the spool drop count each device last reported, so
+	// the metric counts increases once per hub lifetime.
+	dropped map[string]uint64
+}
+
+// New returns the endpoint handler.
+func New(cfg Config) *Handler {
+	cfg.setDefaults()
+	h := &Handler{cfg: cfg, dropped: make(map[string]uint64)}
+	h.upgrader = websocket.Upgrader{
+		HandshakeTimeout: cfg.HandshakeTimeout,
+		ReadBufferSize:   1024,
+		WriteBufferSize:  1024,
+		// A shared pool keeps idle connections from each pinning a write buffer.
+		WriteBufferPool: &sync.Pool{},
+		Subprotocols:    []string{protocol.Subprotocol},
+		// Devices are not browsers: a request carrying an Origin is a page
+		// trying to reach the device endpoint (cross-site WebSocket hijacking).
+		CheckOrigin: func(r *http.Request) bool { return r.Header.Get("Origin") == "" },
+	}
+	return h
+}
+
+// ServeHTTP authenticates before upgrading: a bad token gets 401 and no
+// WebSocket.
+func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if !websocket.IsWebSocketUpgrade(r) {
+		http.Error(w, "websocket upgrade required", http.StatusUpgradeRequired)
+		return
+	}
+	token, ok := bearer(r)
+	if !ok {
+		h.refuse(w, "missing_token", "missing bearer token")
+		return
+	}
+	dev, err := h.cfg.Store.AuthenticateDevice(r.Context(), token)
+	switch {
+	case errors.Is(err, hub.ErrRevoked):
+		h.refuse(w, "revoked", "device revoked")
+		return
+	case errors.Is(err, hub.ErrUnauthorized):
+		h.refuse(w, "bad_token", "invalid token")
+		return
+	case err != nil:
+		h.cfg.Logger.Error("device auth", "err", err)
+		http.Error(w, "registry unavailable", http.StatusServiceUnavailable)
+		return
+	}
+	if !offers(r, protocol.Subprotocol) {
+		h.cfg.Metrics.AuthFailures.WithLabelValues("subprotocol").Inc()
+		http.Error(w, "subprotocol "+protocol.Subprotocol+" required", http.StatusBadRequest)
+		return
+	}
+	if !h.enter() {
+		http.Error(w, "hub shutting down", http.StatusServiceUnavailable)
+		return
+	}
+	defer h.sessions.Done()
+	conn, err := h.upgrader.Upgrade(w, r, nil)
+	if err != nil {
+		return // the upgrader has answered the request
+	}
+	newSession(h, conn, dev).run()
+}
+
+func (h *Handler) refuse(w http.ResponseWriter, reason, msg string) {
+	h.cfg.Metrics.AuthFailures.WithLabelValues(reason).Inc()
+	w.Header().Set("WWW-Authenticate", `Bearer realm="fleetwire"`)
+	http.Error(w, msg, http.StatusUnauthorized)
+}
+
+// enter registers a session unless the handler is closing.
+func (h *Handler) enter() bool {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if h.closing {
+		return false
+	}
+	h.sessions.Add(1)
+	return true
+}
+
+// Close refuses new sessions, closes the live ones with CloseGoingAway and
+// waits until their goroutines have ended or ctx is done.
+func (h *Handler) Close(ctx context.Context) error {
+	h.mu.Lock()
+	h.closing = true
+	h.mu.Unlock()
+	h.cfg.Registry.CloseAll(protocol.CloseGoingAway, "hub shutting down")
+	done := make(chan struct{})
+	go func() { h.sessions.Wait(); close(done) }()
+	select {
+	case <-done:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// reportDropped turns a device's cumulative spool drop count into metric
+// increments.
+func (h *Handler) reportDropped(deviceID string, total uint64) {
+	h.mu.Lock()
+	last, seen := h.dropped[deviceID]
+	h.dropped[deviceID] = total
+	h.mu.Unlock()
+	switch {
+	case !seen && total > 0:
+		h.cfg.Logger.Warn("device spool has dropped batches", "device", deviceID, "dropped_total", total)
+	case seen && total > last:
+		h.cfg.Metrics.SpoolDropped.Add(float64(total - last))
+		h.cfg.Logger.Warn("device spool dropped batches", "device", deviceID, "dropped", total-last, "dropped_total", total)
+	}
+}
+
+func bearer(r *http.Request) (string, bool) {
+	v := r.Header.Get("Authorization")
+	const p = "Bearer "
+	if len(v) <= len(p) || !strings.EqualFold(v[:len(p)], p) {
+		return "", false
+	}
+	return strings.TrimSpace(v[len(p):]), true
+}
+
+func offers(r *http.Request, proto string) bool {
+	for _, p := range websocket.Subprotocols(r) {
+		if p == proto {
+			return true
+		}
+	}
+	return false
+}
+
+func newID() string {
+	var b [12]byte
+	_, _ = rand.Read(b[:])
+	return hex.EncodeToString(b[:])
+}
