@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"strings"
 	"unicode/utf8"
 
 	"github.com/fxamacker/cbor/v2"
@@ -11,6 +12,10 @@ import (
 
 // DefaultMaxMessageBytes is the default per-message size limit (both ends).
 const DefaultMaxMessageBytes = 1 << 20
+
+// cborMajorMap is CBOR major type 5 (RFC 8949 §3.1), the top 3 bits of an
+// item's first byte.
+const cborMajorMap = 5
 
 // Decoder limits. They bound what a peer can make the decoder allocate or
 // recurse into before any validation runs (SPEC.md "Decoding limits").
@@ -119,6 +124,11 @@ func Decode(data []byte, maxBytes int) (any, error) {
 	if err := decMode.Unmarshal(data, &env); err != nil {
 		return nil, fmt.Errorf("%w: envelope: %v", ErrMalformed, err)
 	}
+	// A body of another major type (null, say) would decode into a zero
+	// struct without error; SPEC.md requires a map.
+	if len(env.Body) == 0 || env.Body[0]>>5 != cborMajorMap {
+		return nil, fmt.Errorf("%w: %s: body is not a map", ErrMalformed, env.Type)
+	}
 	var msg any
 	switch env.Type {
 	case TypeHello:
@@ -214,6 +224,11 @@ func (p *Point) validate(lim Limits, batchTags int) error {
 	if err := ValidName(p.Name, lim.MaxNameLen); err != nil {
 		return err
 	}
+	// The text after the first '.' becomes the InfluxDB field key, which
+	// must not be empty (SPEC.md "InfluxDB schema").
+	if strings.HasSuffix(p.Name, ".") {
+		return fmt.Errorf("name %q: must not end with '.'", truncate(p.Name))
+	}
 	if len(p.Tags)+batchTags > lim.MaxTags {
 		return fmt.Errorf("%d tags > limit %d", len(p.Tags)+batchTags, lim.MaxTags)
 	}
@@ -225,10 +240,19 @@ func (p *Point) validate(lim Limits, batchTags int) error {
 		if math.IsNaN(v) || math.IsInf(v, 0) {
 			return fmt.Errorf("%s: value %v is not finite", p.Name, v)
 		}
-	case int64, uint64, bool:
+	case int64, bool:
+	case uint64:
+		// InfluxDB integers are signed 64-bit, and the decoder refuses
+		// larger values, so an agent must not send them either.
+		if v > math.MaxInt64 {
+			return fmt.Errorf("%s: integer value %d > %d", p.Name, v, int64(math.MaxInt64))
+		}
 	case string:
 		if len(v) > lim.MaxStringLen {
 			return fmt.Errorf("%s: string value of %d bytes > limit %d", p.Name, len(v), lim.MaxStringLen)
+		}
+		if !utf8.ValidString(v) {
+			return fmt.Errorf("%s: string value is not UTF-8", p.Name)
 		}
 	case nil:
 		return fmt.Errorf("%s: missing value", p.Name)
@@ -255,6 +279,12 @@ func validateTags(tags map[string]string, lim Limits) error {
 		if !utf8.ValidString(v) {
 			return fmt.Errorf("tag %s: value is not UTF-8", k)
 		}
+		// Line protocol cannot carry these in a tag value unchanged: the
+		// InfluxDB client rewrites control characters and a backslash
+		// can swallow the separator after it.
+		if i := strings.IndexFunc(v, badTagRune); i >= 0 {
+			return fmt.Errorf("tag %s: byte %d of value is a control character or backslash", k, i)
+		}
 	}
 	return nil
 }
@@ -274,6 +304,10 @@ func ValidName(s string, max int) error {
 		}
 	}
 	return nil
+}
+
+func badTagRune(r rune) bool {
+	return r < 0x20 || r == 0x7f || r == '\\'
 }
 
 func truncate(s string) string {

@@ -84,8 +84,10 @@ type Batch struct {
 }
 
 // Point is one measurement. Its time is Batch.BaseTime + DT milliseconds.
-// Value is one of float64, int64, uint64 (decoded non-negative ints), bool or
-// string; anything else is rejected by Validate.
+// Value is one of float64, int64, bool or string; an agent may also set a
+// uint64 up to math.MaxInt64 (it decodes as int64). Anything else is
+// rejected by Validate. Decode yields float64 for every CBOR float width and
+// int64 for every CBOR integer.
 type Point struct {
 	Name  string            `cbor:"1,keyasint"`
 	DT    int64             `cbor:"2,keyasint,omitempty"`
