@@ -1,0 +1,56 @@
+# Fleetwire build, test and demo. `make test` and `make demo` install what
+# they need (idempotently) on a fresh Debian machine with Go.
+SHELL   := /bin/bash
+TOOLS   := $(CURDIR)/.tools/bin
+INFLUXD := $(TOOLS)/influxd
+VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
+LDFLAGS := -s -w -X main.version=$(VERSION)
+GO      ?= go
+export FLEETWIRE_INFLUXD := $(INFLUXD)
+export PATH := $(PATH):/usr/local/go/bin
+
+.PHONY: all build tools debs test vet unit fuzz demo release bench clean
+
+all: build
+
+build:
+	$(GO) build -trimpath -ldflags '$(LDFLAGS)' -o bin/ ./cmd/...
+
+## tools: InfluxDB 1.8.10 (pure Go build from the module proxy) and Debian packages
+tools: $(INFLUXD) debs
+
+$(INFLUXD):
+	@echo ">> building influxd 1.8.10 into $(TOOLS) (first time only, a few minutes)"
+	GOBIN=$(TOOLS) $(GO) install github.com/influxdata/influxdb/cmd/influxd@v1.8.10
+
+debs:
+	@scripts/install-debs.sh
+
+vet:
+	$(GO) vet ./...
+
+## test: everything CI runs: vet, the whole suite with the race detector
+## (integration tests start real influxd, real hubs and agents over loopback,
+## arm builds under qemu), and the fuzz seed corpora.
+test: tools vet
+	$(GO) test -race -timeout 25m -count=1 ./...
+
+## fuzz: run each fuzz target for a while (FUZZTIME, default 60s)
+FUZZTIME ?= 60s
+fuzz:
+	$(GO) test -run='^$$' -fuzz=FuzzDecode -fuzztime=$(FUZZTIME) ./protocol
+
+## demo: local InfluxDB + hub (auto TLS) + one agent on this machine
+demo: tools build
+	@scripts/demo.sh
+
+## release: static, stripped, version-stamped binaries in dist/
+release:
+	@scripts/release.sh $(VERSION)
+
+## bench: codec, ingest and InfluxDB baseline benchmarks (see BENCHMARKS.md)
+bench: tools
+	@scripts/bench.sh
+
+clean:
+	rm -rf bin dist .demo

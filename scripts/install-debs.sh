@@ -1,0 +1,14 @@
+#!/usr/bin/env bash
+# Installs the Debian packages the tests need, only when missing.
+set -euo pipefail
+need=()
+command -v qemu-arm-static >/dev/null 2>&1 || need+=(qemu-user-static)
+command -v curl >/dev/null 2>&1 || need+=(curl)
+if ((${#need[@]} == 0)); then
+	exit 0
+fi
+sudo=""
+if [ "$(id -u)" != 0 ]; then sudo=sudo; fi
+echo ">> installing Debian packages: ${need[*]}"
+$sudo apt-get update -qq
+DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${need[@]}"
