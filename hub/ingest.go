@@ -59,6 +59,9 @@ var ErrIngestClosed = errors.New("ingest closed")
 // NewIngester starts cfg.Workers writer goroutines.
 func NewIngester(cfg IngestConfig, sink TelemetrySink, m *Metrics, log *slog.Logger) *Ingester {
 	cfg = cfg.withDefaults()
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
 	ctx, cancel := context.WithCancel(context.Background())
 	in := &Ingester{
 		cfg: cfg, sink: sink, log: log, metrics: m,
