@@ -1,0 +1,92 @@
+package e2e
+
+import (
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/fleetwire/fleetwire/hub/influx/influxtest"
+)
+
+// TestArmAgentsUnderQemu: the armv6 (Pi Zero) and arm64 agent builds run
+// under qemu user emulation with the config `fleetctl device add` printed,
+// and their telemetry lands in InfluxDB.
+func TestArmAgentsUnderQemu(t *testing.T) {
+	ix := influxtest.Start(t)
+	h := startHub(t, ix)
+	for _, tc := range []struct{ name, goarch, goarm, qemu string }{
+		{"armv6", "arm", "6", "qemu-arm-static"},
+		{"arm64", "arm64", "", "qemu-aarch64-static"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			qemu, err := exec.LookPath(tc.qemu)
+			if err != nil {
+				t.Fatalf("%s not installed (Debian package qemu-user-static; `make tools` installs it): %v", tc.qemu, err)
+			}
+			bin := filepath.Join(bins.dir, "fleetagent-"+tc.name)
+			build := exec.Command("go", "build", "-trimpath", "-ldflags", "-s -w -X main.version=e2e-"+tc.name, "-o", bin, "./cmd/fleetagent")
+			build.Dir = repoRoot()
+			build.Env = append(os.Environ(), "CGO_ENABLED=0", "GOOS=linux", "GOARCH="+tc.goarch, "GOARM="+tc.goarm)
+			if out, err := build.CombinedOutput(); err != nil {
+				t.Fatalf("cross build: %v\n%s", err, out)
+			}
+			dir := t.TempDir()
+			device := "pi-" + tc.name
+			cfgFile := filepath.Join(dir, "fleetagent.yaml")
+			ctl := exec.Command(bins.ctl, "--hub", h.url(""), "--token", h.token, "--ca-file", h.caFile(),
+				"device", "add", device, "--label", "arch="+tc.name, "--config-out", cfgFile)
+			if out, err := ctl.CombinedOutput(); err != nil {
+				t.Fatalf("fleetctl device add: %v\n%s", err, out)
+			}
+			if fi, err := os.Stat(cfgFile); err != nil || fi.Mode().Perm() != 0o600 {
+				t.Fatalf("agent config not written 0600: %v %v", fi, err)
+			}
+			agent := exec.Command(qemu, bin, "--config", cfgFile)
+			agent.Env = append(os.Environ(), "FLEETAGENT_SPOOL_DIR="+filepath.Join(dir, "spool"), "FLEETAGENT_INTERVAL=300ms")
+			var log syncBuffer
+			agent.Stdout, agent.Stderr = &log, &log
+			if err := agent.Start(); err != nil {
+				t.Fatal(err)
+			}
+			defer func() { agent.Process.Kill(); agent.Wait() }()
+			q := fmt.Sprintf(`from(bucket: %q) |> range(start: -1h) |> filter(fn: (r) => r.device == %q and r._measurement == "mem" and r.arch == %q)`, ix.Bucket, device, tc.name)
+			deadline := time.Now().Add(90 * time.Second)
+			for len(ix.Query(t, q)) < 3 {
+				if time.Now().After(deadline) {
+					t.Fatalf("no telemetry from the %s agent; its log:\n%s", tc.name, log.String())
+				}
+				time.Sleep(200 * time.Millisecond)
+			}
+			var dev struct {
+				AgentVersion string `json:"agent_version"`
+			}
+			h.api("GET", "/api/v1/devices/"+device, nil, &dev)
+			if dev.AgentVersion != "e2e-"+tc.name {
+				t.Errorf("agent version %q", dev.AgentVersion)
+			}
+		})
+	}
+}
+
+// syncBuffer is a bytes.Buffer safe to read while a process writes to it.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  []byte
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.b = append(s.b, p...)
+	return len(p), nil
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return string(s.b)
+}
