@@ -1,0 +1,189 @@
+package store
+
+import (
+	"context"
+	"crypto/subtle"
+	"database/sql"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/fleetwire/fleetwire/hub"
+	"modernc.org/sqlite"
+	sqlite3 "modernc.org/sqlite/lib"
+)
+
+const deviceColumns = `id, labels, created_at, revoked_at, last_seen, agent_version, transport`
+
+// authDeviceQuery also returns token_hash for the constant-time check.
+const authDeviceQuery = `SELECT ` + deviceColumns + `, token_hash FROM devices WHERE token_hash = ?`
+
+// CreateDevice registers a device and returns it with its token. The token
+// is not stored and cannot be shown again. ErrConflict if id exists.
+func (s *Store) CreateDevice(ctx context.Context, id string, labels map[string]string) (hub.Device, string, error) {
+	if err := ValidDeviceID(id); err != nil {
+		return hub.Device{}, "", err
+	}
+	if err := ValidLabels(labels); err != nil {
+		return hub.Device{}, "", err
+	}
+	if labels == nil {
+		labels = map[string]string{}
+	}
+	lj, err := json.Marshal(labels)
+	if err != nil {
+		return hub.Device{}, "", fmt.Errorf("encode labels: %w", err)
+	}
+	token, hash := newToken(DeviceTokenPrefix)
+	now := s.now().UTC()
+	_, err = s.db.ExecContext(ctx,
+		`INSERT INTO devices (id, labels, token_hash, created_at) VALUES (?, ?, ?, ?)`,
+		id, string(lj), hash, unixNano(now))
+	if isUniqueViolation(err) {
+		return hub.Device{}, "", fmt.Errorf("device %s: %w", id, hub.ErrConflict)
+	}
+	if err != nil {
+		return hub.Device{}, "", fmt.Errorf("insert device: %w", err)
+	}
+	d := hub.Device{ID: id, Labels: labels, CreatedAt: fromNano(unixNano(now)), Transport: "ws"}
+	return d, token, nil
+}
+
+// GetDevice returns one device; ErrNotFound if there is none.
+func (s *Store) GetDevice(ctx context.Context, id string) (hub.Device, error) {
+	row := s.db.QueryRowContext(ctx, `SELECT `+deviceColumns+` FROM devices WHERE id = ?`, id)
+	d, err := scanDevice(row.Scan)
+	if errors.Is(err, sql.ErrNoRows) {
+		return hub.Device{}, fmt.Errorf("device %s %w", id, hub.ErrNotFound)
+	}
+	if err != nil {
+		return hub.Device{}, fmt.Errorf("get device: %w", err)
+	}
+	return d, nil
+}
+
+// ListDevices returns every device, sorted by id.
+func (s *Store) ListDevices(ctx context.Context) ([]hub.Device, error) {
+	rows, err := s.db.QueryContext(ctx, `SELECT `+deviceColumns+` FROM devices ORDER BY id`)
+	if err != nil {
+		return nil, fmt.Errorf("list devices: %w", err)
+	}
+	defer rows.Close()
+	devices := []hub.Device{}
+	for rows.Next() {
+		d, err := scanDevice(rows.Scan)
+		if err != nil {
+			return nil, fmt.Errorf("list devices: %w", err)
+		}
+		devices = append(devices, d)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("list devices: %w", err)
+	}
+	return devices, nil
+}
+
+// RevokeDevice marks a device revoked: its token stops working. Revoking
+// twice keeps the first revocation time. The caller closes any live
+// session. ErrNotFound if there is no such device.
+func (s *Store) RevokeDevice(ctx context.Context, id string) error {
+	res, err := s.db.ExecContext(ctx,
+		`UPDATE devices SET revoked_at = coalesce(revoked_at, ?) WHERE id = ?`,
+		unixNano(s.now()), id)
+	return s.oneRow(res, err, "revoke device", id)
+}
+
+// DeleteDevice removes a device and its token. ErrNotFound if there is none.
+func (s *Store) DeleteDevice(ctx context.Context, id string) error {
+	res, err := s.db.ExecContext(ctx, `DELETE FROM devices WHERE id = ?`, id)
+	return s.oneRow(res, err, "delete device", id)
+}
+
+// TouchDevice records that the device was seen, and the version of its
+// agent. ErrNotFound if there is no such device.
+func (s *Store) TouchDevice(ctx context.Context, id string, seen time.Time, agentVersion string) error {
+	res, err := s.db.ExecContext(ctx,
+		`UPDATE devices SET last_seen = ?, agent_version = ? WHERE id = ?`,
+		unixNano(seen), agentVersion, id)
+	return s.oneRow(res, err, "touch device", id)
+}
+
+// AuthenticateDevice returns the device that token belongs to.
+// ErrUnauthorized for a malformed or unknown token, ErrRevoked (with the
+// device) for a revoked one.
+func (s *Store) AuthenticateDevice(ctx context.Context, token string) (hub.Device, error) {
+	if !wellFormed(token, DeviceTokenPrefix) {
+		return hub.Device{}, hub.ErrUnauthorized
+	}
+	hash := hashToken(token)
+	var stored []byte
+	d, err := scanDevice(func(dest ...any) error {
+		return s.authStmt.QueryRowContext(ctx, hash).Scan(append(dest, &stored)...)
+	})
+	if errors.Is(err, sql.ErrNoRows) {
+		return hub.Device{}, hub.ErrUnauthorized
+	}
+	if err != nil {
+		return hub.Device{}, fmt.Errorf("authenticate device: %w", err)
+	}
+	// The index lookup is not constant time; this compare makes the final
+	// decision not depend on an early-exit byte comparison.
+	if subtle.ConstantTimeCompare(stored, hash) != 1 {
+		return hub.Device{}, hub.ErrUnauthorized
+	}
+	if d.Revoked {
+		return d, hub.ErrRevoked
+	}
+	return d, nil
+}
+
+// oneRow turns an UPDATE/DELETE result into ErrNotFound when no row matched.
+func (s *Store) oneRow(res sql.Result, err error, op, id string) error {
+	if err != nil {
+		return fmt.Errorf("%s: %w", op, err)
+	}
+	n, err := res.RowsAffected()
+	if err != nil {
+		return fmt.Errorf("%s: %w", op, err)
+	}
+	if n == 0 {
+		return fmt.Errorf("device %s %w", id, hub.ErrNotFound)
+	}
+	return nil
+}
+
+// scanDevice reads deviceColumns through scan (a Row or Rows Scan).
+func scanDevice(scan func(dest ...any) error) (hub.Device, error) {
+	var (
+		d                 hub.Device
+		labels            string
+		created           int64
+		revoked, lastSeen sql.NullInt64
+	)
+	err := scan(&d.ID, &labels, &created, &revoked, &lastSeen, &d.AgentVersion, &d.Transport)
+	if err != nil {
+		return hub.Device{}, err
+	}
+	if err := json.Unmarshal([]byte(labels), &d.Labels); err != nil {
+		return hub.Device{}, fmt.Errorf("device %s: decode labels: %w", d.ID, err)
+	}
+	if d.Labels == nil {
+		d.Labels = map[string]string{}
+	}
+	d.CreatedAt = fromNano(created)
+	d.RevokedAt = fromNullNano(revoked)
+	d.Revoked = d.RevokedAt != nil
+	d.LastSeen = fromNullNano(lastSeen)
+	return d, nil
+}
+
+// isUniqueViolation reports a UNIQUE or PRIMARY KEY constraint failure,
+// which is how the database tells us an id or name is taken.
+func isUniqueViolation(err error) bool {
+	var se *sqlite.Error
+	if !errors.As(err, &se) {
+		return false
+	}
+	return se.Code() == sqlite3.SQLITE_CONSTRAINT_UNIQUE || se.Code() == sqlite3.SQLITE_CONSTRAINT_PRIMARYKEY
+}

@@ -1,0 +1,74 @@
+package store
+
+import (
+	"context"
+	"database/sql"
+	"fmt"
+)
+
+// migrations are applied in order; migrations[i] brings the schema from
+// version i to i+1. Append only: never edit a migration that has shipped.
+var migrations = []string{
+	// 1: devices, API tokens, dead letters.
+	`CREATE TABLE devices (
+		id            TEXT PRIMARY KEY,
+		labels        TEXT NOT NULL DEFAULT '{}', -- JSON object
+		token_hash    BLOB NOT NULL,              -- SHA-256 of the token
+		created_at    INTEGER NOT NULL,           -- unix ns
+		revoked_at    INTEGER,
+		last_seen     INTEGER,
+		agent_version TEXT NOT NULL DEFAULT '',
+		transport     TEXT NOT NULL DEFAULT 'ws'
+	) STRICT;
+	CREATE UNIQUE INDEX devices_token_hash ON devices(token_hash);
+	CREATE TABLE api_tokens (
+		id         INTEGER PRIMARY KEY,
+		name       TEXT NOT NULL UNIQUE,
+		token_hash BLOB NOT NULL,
+		created_at INTEGER NOT NULL
+	) STRICT;
+	CREATE UNIQUE INDEX api_tokens_token_hash ON api_tokens(token_hash);
+	-- No foreign key to devices: dead letters outlive a deleted device.
+	CREATE TABLE dead_letters (
+		id        INTEGER PRIMARY KEY AUTOINCREMENT,
+		device_id TEXT NOT NULL,
+		line      TEXT NOT NULL,
+		error     TEXT NOT NULL,
+		at        INTEGER NOT NULL
+	) STRICT;`,
+}
+
+// migrate applies the missing migrations in one transaction, so a crash
+// leaves the schema at a known version.
+func migrate(ctx context.Context, db *sql.DB) error {
+	tx, err := db.BeginTx(ctx, nil)
+	if err != nil {
+		return fmt.Errorf("begin: %w", err)
+	}
+	defer tx.Rollback()
+	if _, err := tx.ExecContext(ctx, `CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL)`); err != nil {
+		return fmt.Errorf("create schema_version: %w", err)
+	}
+	var version int
+	err = tx.QueryRowContext(ctx, `SELECT version FROM schema_version`).Scan(&version)
+	switch {
+	case err == sql.ErrNoRows:
+		if _, err := tx.ExecContext(ctx, `INSERT INTO schema_version (version) VALUES (0)`); err != nil {
+			return fmt.Errorf("init schema_version: %w", err)
+		}
+	case err != nil:
+		return fmt.Errorf("read schema_version: %w", err)
+	}
+	if version > len(migrations) {
+		return fmt.Errorf("database schema version %d is newer than this fleethub (%d)", version, len(migrations))
+	}
+	for i := version; i < len(migrations); i++ {
+		if _, err := tx.ExecContext(ctx, migrations[i]); err != nil {
+			return fmt.Errorf("migration %d: %w", i+1, err)
+		}
+	}
+	if _, err := tx.ExecContext(ctx, `UPDATE schema_version SET version = ?`, len(migrations)); err != nil {
+		return fmt.Errorf("set schema_version: %w", err)
+	}
+	return tx.Commit()
+}
