@@ -74,6 +74,14 @@ type envelope struct {
 	Body cbor.RawMessage
 }
 
+// inEnvelope is envelope as read: a wide type field, so that any unsigned
+// type number is reported as ErrUnknownType rather than as an overflow.
+type inEnvelope struct {
+	_    struct{} `cbor:",toarray"`
+	Type uint64
+	Body cbor.RawMessage
+}
+
 // Encode returns the wire form of msg, which must be a pointer to or a value
 // of one of the message structs.
 func Encode(msg any) ([]byte, error) {
@@ -120,17 +128,15 @@ func Decode(data []byte, maxBytes int) (any, error) {
 	if len(data) > maxBytes {
 		return nil, fmt.Errorf("%w: %d bytes > %d", ErrTooLarge, len(data), maxBytes)
 	}
-	var env envelope
+	var env inEnvelope
 	if err := decMode.Unmarshal(data, &env); err != nil {
 		return nil, fmt.Errorf("%w: envelope: %v", ErrMalformed, err)
 	}
-	// A body of another major type (null, say) would decode into a zero
-	// struct without error; SPEC.md requires a map.
-	if len(env.Body) == 0 || env.Body[0]>>5 != cborMajorMap {
-		return nil, fmt.Errorf("%w: %s: body is not a map", ErrMalformed, env.Type)
+	if env.Type > math.MaxUint8 {
+		return nil, fmt.Errorf("%w: %d", ErrUnknownType, env.Type)
 	}
 	var msg any
-	switch env.Type {
+	switch Type(env.Type) {
 	case TypeHello:
 		msg = new(Hello)
 	case TypeWelcome:
@@ -146,8 +152,13 @@ func Decode(data []byte, maxBytes int) (any, error) {
 	default:
 		return nil, fmt.Errorf("%w: %d", ErrUnknownType, env.Type)
 	}
+	// A body of another major type (null, say) would decode into a zero
+	// struct without error; SPEC.md requires a map.
+	if len(env.Body) == 0 || env.Body[0]>>5 != cborMajorMap {
+		return nil, fmt.Errorf("%w: %s: body is not a map", ErrMalformed, Type(env.Type))
+	}
 	if err := decMode.Unmarshal(env.Body, msg); err != nil {
-		return nil, fmt.Errorf("%w: %s: %v", ErrMalformed, env.Type, err)
+		return nil, fmt.Errorf("%w: %s: %v", ErrMalformed, Type(env.Type), err)
 	}
 	return msg, nil
 }
@@ -270,7 +281,7 @@ func validateTags(tags map[string]string, lim Limits) error {
 		if err := ValidName(k, lim.MaxTagKeyLen); err != nil {
 			return fmt.Errorf("tag key: %v", err)
 		}
-		if k == "device" {
+		if k == DeviceTag {
 			return errors.New(`tag key "device" is reserved`)
 		}
 		if len(v) == 0 || len(v) > lim.MaxTagValueLen {
