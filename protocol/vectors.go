@@ -37,7 +37,7 @@ func GoldenVectors() []Vector {
 			Settings: Settings{
 				MaxMessageBytes: DefaultMaxMessageBytes,
 				MaxBatchPoints:  5000,
-				MaxInflight:     8,
+				MaxInflight:     64,
 				PingIntervalMs:  20_000,
 			},
 		}},
