@@ -1,0 +1,68 @@
+package agent
+
+import (
+	"context"
+	"errors"
+	"testing"
+	"time"
+
+	"github.com/fleetwire/fleetwire/agent/collect"
+	"github.com/fleetwire/fleetwire/agent/spool"
+	"github.com/fleetwire/fleetwire/protocol"
+)
+
+type fixed struct {
+	n   int
+	err error
+}
+
+func (f fixed) Name() string { return "fixed" }
+func (f fixed) Collect(context.Context) ([]protocol.Point, error) {
+	pts := make([]protocol.Point, f.n)
+	for i := range pts {
+		pts[i] = protocol.Point{Name: "x.v", Value: int64(i), Tags: map[string]string{"i": string(rune('a' + i%26))}}
+	}
+	return pts, f.err
+}
+
+func TestCollectOnceSplitsAtMaxPoints(t *testing.T) {
+	sp, err := spool.Open(t.TempDir(), spool.Options{NoSync: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sp.Close()
+	now := time.UnixMilli(1_700_000_000_123)
+	var seen []*protocol.Batch
+	b, err := NewBatcher(Options{
+		MaxPoints: 10, Collectors: []collect.Collector{fixed{n: 25, err: errors.New("one sensor failed")}}, Spool: sp,
+		Now:       func() time.Time { return now },
+		OnSpooled: func(b *protocol.Batch) { c := *b; seen = append(seen, &c) },
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := b.CollectOnce(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if len(seen) != 3 || len(seen[0].Points) != 10 || len(seen[2].Points) != 5 {
+		t.Fatalf("split into %d batches", len(seen))
+	}
+	for i, s := range seen {
+		if s.BaseTime != now.UnixMilli() || s.Seq != uint64(i+1) {
+			t.Fatalf("batch %d: time %d seq %d", i, s.BaseTime, s.Seq)
+		}
+	}
+	if st := sp.Stats(); st.Batches != 3 {
+		t.Fatalf("spool holds %d batches", st.Batches)
+	}
+	// A collector error still spools the points it returned.
+	if n := len(seen[0].Points) + len(seen[1].Points) + len(seen[2].Points); n != 25 {
+		t.Fatalf("%d points spooled, want 25", n)
+	}
+}
+
+func TestNeedsSpool(t *testing.T) {
+	if _, err := NewBatcher(Options{}); err == nil {
+		t.Fatal("batcher without spool accepted")
+	}
+}

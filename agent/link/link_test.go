@@ -1,0 +1,276 @@
+package link
+
+import (
+	"context"
+	"errors"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/gorilla/websocket"
+
+	"github.com/fleetwire/fleetwire/agent/spool"
+	"github.com/fleetwire/fleetwire/protocol"
+)
+
+// fakeHub is a minimal protocol peer over a real WebSocket: it answers
+// hello with welcome, records batches and acks them when ackAll is set.
+type fakeHub struct {
+	t        *testing.T
+	srv      *httptest.Server
+	inflight uint
+	mu       sync.Mutex
+	received []uint64
+	conns    int
+	ackAll   bool
+	status   int // non-zero: refuse the upgrade with this status
+	closeNow protocol.CloseCode
+}
+
+func newFakeHub(t *testing.T) *fakeHub {
+	f := &fakeHub{t: t, inflight: 4, ackAll: true}
+	up := websocket.Upgrader{Subprotocols: []string{protocol.Subprotocol}}
+	f.srv = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		f.mu.Lock()
+		status := f.status
+		f.conns++
+		f.mu.Unlock()
+		if status != 0 {
+			http.Error(w, "no", status)
+			return
+		}
+		if r.Header.Get("Authorization") != "Bearer fwd_test" {
+			http.Error(w, "bad token", http.StatusUnauthorized)
+			return
+		}
+		c, err := up.Upgrade(w, r, nil)
+		if err != nil {
+			return
+		}
+		defer c.Close()
+		f.serve(c)
+	}))
+	t.Cleanup(f.srv.Close)
+	return f
+}
+
+func (f *fakeHub) serve(c *websocket.Conn) {
+	if _, _, err := c.ReadMessage(); err != nil { // hello
+		return
+	}
+	w, _ := protocol.Encode(&protocol.Welcome{SessionID: "s", DeviceID: "d", Settings: protocol.Settings{
+		MaxMessageBytes: 1 << 20, MaxBatchPoints: 100, MaxInflight: f.inflight, PingIntervalMs: 1000}})
+	c.WriteMessage(websocket.BinaryMessage, w)
+	f.mu.Lock()
+	code := f.closeNow
+	f.mu.Unlock()
+	if code != 0 {
+		c.WriteMessage(websocket.CloseMessage, websocket.FormatCloseMessage(int(code), "bye"))
+		return
+	}
+	for {
+		_, data, err := c.ReadMessage()
+		if err != nil {
+			return
+		}
+		msg, err := protocol.Decode(data, 0)
+		if err != nil {
+			f.t.Errorf("hub got undecodable message: %v", err)
+			return
+		}
+		b := msg.(*protocol.Batch)
+		f.mu.Lock()
+		f.received = append(f.received, b.Seq)
+		ack := f.ackAll
+		f.mu.Unlock()
+		if ack {
+			a, _ := protocol.Encode(&protocol.Ack{Seq: b.Seq})
+			c.WriteMessage(websocket.BinaryMessage, a)
+		}
+	}
+}
+
+func (f *fakeHub) got() []uint64 {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return append([]uint64(nil), f.received...)
+}
+
+func (f *fakeHub) connections() int {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.conns
+}
+
+func eventually(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+func openSpool(t *testing.T) *spool.Spool {
+	sp, err := spool.Open(t.TempDir(), spool.Options{NoSync: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { sp.Close() })
+	return sp
+}
+
+func appendN(t *testing.T, sp *spool.Spool, n int) {
+	for i := 0; i < n; i++ {
+		if _, err := sp.Append(protocol.SampleBatch(0, 3)); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+func runLink(t *testing.T, f *fakeHub, sp *spool.Spool, token string) (*Link, func()) {
+	l, err := New(Config{
+		URL: "ws" + strings.TrimPrefix(f.srv.URL, "http"), Token: token, AllowInsecure: true, Spool: sp,
+		MinBackoff: 10 * time.Millisecond, MaxBackoff: 50 * time.Millisecond,
+		AuthBackoff: time.Hour, MaxAuthBackoff: time.Hour,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- l.Run(ctx) }()
+	return l, func() {
+		cancel()
+		if err := <-done; !errors.Is(err, context.Canceled) {
+			t.Errorf("Run returned %v", err)
+		}
+	}
+}
+
+func TestSendsSpoolAndAppliesAcks(t *testing.T) {
+	f := newFakeHub(t)
+	sp := openSpool(t)
+	appendN(t, sp, 10)
+	l, stop := runLink(t, f, sp, "fwd_test")
+	defer stop()
+	eventually(t, "spool drained", func() bool { return sp.Stats().Batches == 0 })
+	appendN(t, sp, 3) // live batches after the backlog
+	eventually(t, "live batches acked", func() bool { return sp.Stats().Batches == 0 && len(f.got()) == 13 })
+	for i, seq := range f.got() {
+		if seq != uint64(i+1) {
+			t.Fatalf("batches out of order: %v", f.got())
+		}
+	}
+	if l.Stats().LastAcked != 13 {
+		t.Fatalf("last acked %d", l.Stats().LastAcked)
+	}
+}
+
+func TestRespectsInflightWindowAndResendsAfterReconnect(t *testing.T) {
+	f := newFakeHub(t)
+	f.ackAll = false
+	sp := openSpool(t)
+	appendN(t, sp, 10)
+	_, stop := runLink(t, f, sp, "fwd_test")
+	eventually(t, "window filled", func() bool { return len(f.got()) == 4 })
+	if n := len(f.got()); n != 4 {
+		t.Fatalf("sent %d unacked batches, window is 4", n)
+	}
+	stop()
+	// Unacked batches stay spooled; a new link resends them from seq 1.
+	if sp.Stats().Batches != 10 {
+		t.Fatalf("spool holds %d, want 10", sp.Stats().Batches)
+	}
+	f.mu.Lock()
+	f.ackAll, f.received = true, nil
+	f.mu.Unlock()
+	_, stop = runLink(t, f, sp, "fwd_test")
+	defer stop()
+	eventually(t, "resent and acked", func() bool { return sp.Stats().Batches == 0 })
+	if got := f.got(); got[0] != 1 || len(got) != 10 {
+		t.Fatalf("resend: %v", got)
+	}
+}
+
+func TestReconnectsAfterHubClose(t *testing.T) {
+	f := newFakeHub(t)
+	f.closeNow = protocol.CloseGoingAway
+	sp := openSpool(t)
+	l, stop := runLink(t, f, sp, "fwd_test")
+	defer stop()
+	eventually(t, "several reconnects", func() bool { return f.connections() >= 3 })
+	f.mu.Lock()
+	f.closeNow = 0
+	f.mu.Unlock()
+	appendN(t, sp, 2)
+	eventually(t, "delivered after reconnect", func() bool { return sp.Stats().Batches == 0 })
+	if l.Stats().Sessions < 3 {
+		t.Fatalf("sessions %d", l.Stats().Sessions)
+	}
+}
+
+func TestUnauthorizedBacksOffLong(t *testing.T) {
+	f := newFakeHub(t)
+	sp := openSpool(t)
+	_, stop := runLink(t, f, sp, "fwd_wrong")
+	defer stop()
+	eventually(t, "first attempt", func() bool { return f.connections() >= 1 })
+	// AuthBackoff is an hour: no second attempt may follow quickly, unlike
+	// the 10-50 ms network backoff.
+	time.Sleep(300 * time.Millisecond)
+	if n := f.connections(); n != 1 {
+		t.Fatalf("%d attempts after a 401, want 1", n)
+	}
+}
+
+func TestRevokedCloseBacksOffLong(t *testing.T) {
+	f := newFakeHub(t)
+	f.closeNow = protocol.CloseRevoked
+	sp := openSpool(t)
+	_, stop := runLink(t, f, sp, "fwd_test")
+	defer stop()
+	eventually(t, "first session", func() bool { return f.connections() >= 1 })
+	time.Sleep(300 * time.Millisecond)
+	if n := f.connections(); n != 1 {
+		t.Fatalf("%d attempts after a revoked close, want 1", n)
+	}
+}
+
+func TestBackoffJitterBounds(t *testing.T) {
+	b := Backoff{Min: 100 * time.Millisecond, Max: time.Second, Rand: func() float64 { return 0.999999 }}
+	want := []time.Duration{100, 200, 400, 800, 1000, 1000}
+	for i, w := range want {
+		got := b.Next()
+		if got > w*time.Millisecond || got < w*time.Millisecond*99/100 {
+			t.Fatalf("attempt %d: %s, want just under %dms", i, got, w)
+		}
+	}
+	b.Reset()
+	b.Rand = func() float64 { return 0 }
+	if d := b.Next(); d != 0 {
+		t.Fatalf("full jitter must reach 0, got %s", d)
+	}
+}
+
+func TestValidate(t *testing.T) {
+	sp := openSpool(t)
+	for _, tc := range []struct {
+		cfg  Config
+		want string
+	}{
+		{Config{URL: "ws://h/v1/device", Token: "t", Spool: sp}, "hub.allow_insecure"},
+		{Config{URL: "http://h/x", Token: "t", Spool: sp}, "scheme"},
+		{Config{URL: "wss://h/v1/device", Spool: sp}, "hub.token"},
+		{Config{URL: "::", Token: "t", Spool: sp}, "hub.url"},
+	} {
+		if _, err := New(tc.cfg); err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("%+v: error %v, want mention of %q", tc.cfg.URL, err, tc.want)
+		}
+	}
+}
