@@ -100,6 +100,9 @@ func (c Config) Validate() error {
 	return nil
 }
 
+// The ingest pipeline writes through this interface.
+var _ hub.TelemetrySink = (*Sink)(nil)
+
 // Sink writes telemetry to InfluxDB. It is safe for concurrent use.
 type Sink struct {
 	cfg    Config
