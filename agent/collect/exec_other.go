@@ -1,0 +1,9 @@
+//go:build !unix
+
+package collect
+
+import "os/exec"
+
+// killGroupOnCancel keeps os/exec's default, killing only the process:
+// the agent targets Linux, and other systems only need to build it.
+func killGroupOnCancel(cmd *exec.Cmd) {}

@@ -1,0 +1,259 @@
+package collect
+
+import (
+	"context"
+	"runtime"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/fleetwire/fleetwire/protocol"
+	"github.com/shirou/gopsutil/v4/cpu"
+)
+
+// byName indexes points by name plus their tags, e.g. "disk.used_bytes{path=/}".
+func byName(pts []protocol.Point) map[string]any {
+	m := make(map[string]any, len(pts))
+	for _, p := range pts {
+		k := p.Name
+		for tk, tv := range p.Tags {
+			k += "{" + tk + "=" + tv + "}"
+		}
+		m[k] = p.Value
+	}
+	return m
+}
+
+func collect(t *testing.T, c Collector) ([]protocol.Point, error) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	pts, err := c.Collect(ctx)
+	checkPoints(t, pts)
+	return pts, err
+}
+
+func mustCollect(t *testing.T, c Collector) map[string]any {
+	t.Helper()
+	pts, err := collect(t, c)
+	if err != nil {
+		t.Fatalf("%s: %v", c.Name(), err)
+	}
+	return byName(pts)
+}
+
+func intIn(t *testing.T, m map[string]any, name string, lo, hi int64) int64 {
+	t.Helper()
+	return inRange(t, m, name, lo, hi)
+}
+
+func floatIn(t *testing.T, m map[string]any, name string, lo, hi float64) float64 {
+	t.Helper()
+	return inRange(t, m, name, lo, hi)
+}
+
+func inRange[T int64 | float64](t *testing.T, m map[string]any, name string, lo, hi T) T {
+	t.Helper()
+	v, ok := m[name].(T)
+	if !ok {
+		t.Fatalf("%s = %#v (%T), want a %T; have %v", name, m[name], m[name], lo, m)
+	}
+	if v < lo || v > hi {
+		t.Errorf("%s = %v, want %v..%v", name, v, lo, hi)
+	}
+	return v
+}
+
+func TestCPU(t *testing.T) {
+	c := newCPU()
+	m := mustCollect(t, c)
+	floatIn(t, m, "cpu.usage_percent", 0, 100.0)
+	if n := intIn(t, m, "cpu.count", 1, 4096); n < int64(runtime.NumCPU()) {
+		t.Errorf("cpu.count = %d < runtime.NumCPU() = %d", n, runtime.NumCPU())
+	}
+	// Later calls measure since the previous one. /proc/stat moves in
+	// 10 ms ticks, so keep the CPU busy until a usage value appears.
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		m = mustCollect(t, c)
+		if _, ok := m["cpu.usage_percent"]; ok {
+			floatIn(t, m, "cpu.usage_percent", 0, 100.0)
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("no cpu.usage_percent after the first call within 5s")
+		}
+		spin(time.Millisecond * 20)
+	}
+}
+
+func spin(d time.Duration) {
+	for end := time.Now().Add(d); time.Now().Before(end); {
+	}
+}
+
+func TestCPUBaselineHonoursContext(t *testing.T) {
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	if _, err := newCPU().Collect(ctx); err == nil {
+		t.Fatal("Collect with a canceled context during the baseline: want error")
+	}
+}
+
+func TestCPUUsage(t *testing.T) {
+	base := cpu.TimesStat{User: 100, System: 50, Idle: 800, Iowait: 50}
+	tests := []struct {
+		name string
+		next cpu.TimesStat
+		want float64
+		ok   bool
+	}{
+		{"all idle", cpu.TimesStat{User: 100, System: 50, Idle: 900, Iowait: 50}, 0, true},
+		{"iowait is idle", cpu.TimesStat{User: 100, System: 50, Idle: 800, Iowait: 150}, 0, true},
+		{"all busy", cpu.TimesStat{User: 150, System: 100, Idle: 800, Iowait: 50}, 100, true},
+		{"quarter", cpu.TimesStat{User: 110, System: 50, Idle: 870, Iowait: 55, Irq: 10, Softirq: 5}, 25, true},
+		{"steal is busy", cpu.TimesStat{User: 100, System: 50, Idle: 810, Iowait: 50, Steal: 10}, 50, true},
+		{"guest not counted twice", cpu.TimesStat{User: 110, System: 50, Idle: 810, Iowait: 50, Guest: 10}, 50, true},
+		{"no time passed", base, 0, false},
+		{"counters reset", cpu.TimesStat{User: 10, Idle: 10}, 0, false},
+		{"idle estimate stepped back", cpu.TimesStat{User: 110, System: 50, Idle: 799, Iowait: 50}, 100, true},
+		{"busy stepped back", cpu.TimesStat{User: 99, System: 50, Idle: 810, Iowait: 50}, 0, true},
+	}
+	for _, tt := range tests {
+		got, ok := cpuUsage(base, tt.next)
+		if got != tt.want || ok != tt.ok {
+			t.Errorf("%s: cpuUsage = %v, %v; want %v, %v", tt.name, got, ok, tt.want, tt.ok)
+		}
+	}
+}
+
+func TestMem(t *testing.T) {
+	m := mustCollect(t, memCollector{})
+	if len(m) != 5 {
+		t.Errorf("got %d metrics, want 5: %v", len(m), m)
+	}
+	total := intIn(t, m, "mem.total_bytes", 16<<20, 1<<50)
+	avail := intIn(t, m, "mem.available_bytes", 0, total)
+	used := intIn(t, m, "mem.used_bytes", 0, total)
+	if used != total-avail {
+		t.Errorf("used %d != total %d - available %d", used, total, avail)
+	}
+	pct := floatIn(t, m, "mem.used_percent", 0, 100.0)
+	if want := float64(used) / float64(total) * 100; pct < want-0.01 || pct > want+0.01 {
+		t.Errorf("used_percent = %v, want %.2f", pct, want)
+	}
+	intIn(t, m, "mem.swap_used_bytes", 0, 1<<50)
+}
+
+func TestDisk(t *testing.T) {
+	dir := t.TempDir()
+	pts, err := collect(t, newDisk([]string{"/", dir, "/nonexistent-fleetwire"}))
+	if err == nil || !strings.Contains(err.Error(), "disk /nonexistent-fleetwire") {
+		t.Errorf("err = %v, want one naming the missing mount", err)
+	}
+	if len(pts) != 8 {
+		t.Fatalf("got %d points, want 4 for each readable path: %v", len(pts), pts)
+	}
+	m := byName(pts)
+	for _, p := range []string{"/", dir} {
+		tag := "{path=" + p + "}"
+		total := intIn(t, m, "disk.total_bytes"+tag, 1, 1<<60)
+		used := intIn(t, m, "disk.used_bytes"+tag, 0, total)
+		free := intIn(t, m, "disk.free_bytes"+tag, 0, total)
+		if used+free > total {
+			t.Errorf("%s: used %d + free %d > total %d", p, used, free, total)
+		}
+		floatIn(t, m, "disk.used_percent"+tag, 0, 100.0)
+	}
+}
+
+func TestNet(t *testing.T) {
+	pts, err := collect(t, newNet(nil))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, p := range pts {
+		if p.Tags["iface"] == "lo" || p.Tags["iface"] == "" {
+			t.Errorf("default interfaces: got %s{iface=%q}, want every interface but lo", p.Name, p.Tags["iface"])
+		}
+	}
+	if len(pts)%6 != 0 {
+		t.Errorf("got %d points, want 6 per interface", len(pts))
+	}
+
+	// Loopback exists everywhere, so it is the one to name explicitly.
+	c := newNet([]string{"lo", "nosuch0"})
+	pts, err = collect(t, c)
+	if err == nil || !strings.Contains(err.Error(), "nosuch0") {
+		t.Errorf("err = %v, want one naming nosuch0", err)
+	}
+	first := byName(pts)
+	if len(first) != 6 {
+		t.Fatalf("got %v, want the 6 lo counters", first)
+	}
+	pts, _ = collect(t, c)
+	second := byName(pts)
+	for _, n := range []string{"rx_bytes", "tx_bytes", "rx_packets", "tx_packets", "rx_errors", "tx_errors"} {
+		k := "net." + n + "{iface=lo}"
+		a := intIn(t, first, k, 0, 1<<62)
+		if b := intIn(t, second, k, 0, 1<<62); b < a {
+			t.Errorf("%s went back: %d then %d", k, a, b)
+		}
+	}
+}
+
+func TestLoad(t *testing.T) {
+	m := mustCollect(t, loadCollector{})
+	if len(m) != 3 {
+		t.Errorf("got %v, want load1, load5, load15", m)
+	}
+	for _, n := range []string{"load.load1", "load.load5", "load.load15"} {
+		floatIn(t, m, n, 0, 1e6)
+	}
+}
+
+func TestUptime(t *testing.T) {
+	m := mustCollect(t, uptimeCollector{})
+	if len(m) != 1 {
+		t.Errorf("got %v, want one metric", m)
+	}
+	intIn(t, m, "system.uptime_seconds", 1, 100*365*24*3600)
+}
+
+func TestToInt(t *testing.T) {
+	if got := toInt(1<<63 - 1); got != 1<<63-1 {
+		t.Errorf("toInt(MaxInt64) = %d", got)
+	}
+	if got := toInt(1 << 63); got != 1<<63-1 {
+		t.Errorf("toInt(MaxInt64+1) = %d, want clamped to MaxInt64", got)
+	}
+}
+
+func TestAllBuiltinsTogether(t *testing.T) {
+	cs, err := New(Config{ThermalDir: t.TempDir()}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var all []protocol.Point
+	for _, c := range cs {
+		pts, err := collect(t, c)
+		if err != nil {
+			t.Errorf("%s: %v", c.Name(), err)
+		}
+		all = append(all, pts...)
+	}
+	// One collection must not hold the same series twice: the points share
+	// a timestamp and would overwrite each other in InfluxDB.
+	seen := map[string]bool{}
+	for _, p := range all {
+		k := p.Name
+		for tk, tv := range p.Tags {
+			k += "," + tk + "=" + tv
+		}
+		if seen[k] {
+			t.Errorf("series %s twice in one collection", k)
+		}
+		seen[k] = true
+	}
+	checkPoints(t, all)
+}
