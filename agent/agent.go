@@ -6,6 +6,7 @@ package agent
 import (
 	"context"
 	"errors"
+	"io"
 	"log/slog"
 	"sync"
 	"time"
@@ -65,6 +66,7 @@ func NewBatcher(opt Options) (*Batcher, error) {
 func (b *Batcher) Run(ctx context.Context) error {
 	t := time.NewTicker(b.opt.Interval)
 	defer t.Stop()
+	defer b.closeCollectors()
 	for {
 		if err := b.CollectOnce(ctx); err != nil {
 			b.opt.Logger.Error("spool batch", "err", err)
@@ -109,6 +111,18 @@ func (b *Batcher) spool(now time.Time, points []protocol.Point) error {
 		points = points[n:]
 	}
 	return nil
+}
+
+// closeCollectors stops collectors that hold resources (exec collectors
+// kill a running script).
+func (b *Batcher) closeCollectors() {
+	for _, c := range b.opt.Collectors {
+		if cl, ok := c.(io.Closer); ok {
+			if err := cl.Close(); err != nil {
+				b.opt.Logger.Warn("close collector", "collector", c.Name(), "err", err)
+			}
+		}
+	}
 }
 
 func (b *Batcher) logCollectErr(name string, err error) {

@@ -64,9 +64,6 @@ func defaultConfig() Config {
 // Validate checks every key; messages name the key.
 func (c *Config) Validate() error {
 	var errs []error
-	if err := protocol.ValidName(c.DeviceID, 64); c.DeviceID != "" && err != nil {
-		errs = append(errs, fmt.Errorf("device_id: %v", err))
-	}
 	if c.Hub.URL == "" {
 		errs = append(errs, errors.New("hub.url: required (wss://HOST:8443/v1/device)"))
 	}
