@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/url"
 	"os"
 	"path/filepath"
 	"strings"
@@ -111,7 +112,12 @@ func (s *Server) loadTLS() error {
 		s.log.Warn("TLS is OFF (tls.insecure): devices and API traffic are in clear text; local development only")
 		return nil
 	}
-	cfg, info, err := certs.Load(s.cfg.DataDir, s.cfg.TLS.Cert, s.cfg.TLS.Key, s.cfg.TLS.Hosts, s.log)
+	hosts := s.cfg.TLS.Hosts
+	if u, err := url.Parse(s.cfg.PublicURL); err == nil && u.Hostname() != "" {
+		// Devices dial public_url: the generated certificate must name it.
+		hosts = append(hosts[:len(hosts):len(hosts)], u.Hostname())
+	}
+	cfg, info, err := certs.Load(s.cfg.DataDir, s.cfg.TLS.Cert, s.cfg.TLS.Key, hosts, s.log)
 	if err != nil {
 		return fmt.Errorf("tls: %w", err)
 	}

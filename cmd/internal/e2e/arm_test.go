@@ -61,12 +61,10 @@ func TestArmAgentsUnderQemu(t *testing.T) {
 				}
 				time.Sleep(200 * time.Millisecond)
 			}
-			var dev struct {
-				AgentVersion string `json:"agent_version"`
-			}
+			var dev deviceJSON
 			h.api("GET", "/api/v1/devices/"+device, nil, &dev)
-			if dev.AgentVersion != "e2e-"+tc.name {
-				t.Errorf("agent version %q", dev.AgentVersion)
+			if dev.Device.AgentVersion != "e2e-"+tc.name {
+				t.Errorf("agent version %q", dev.Device.AgentVersion)
 			}
 		})
 	}

@@ -33,13 +33,10 @@ func TestSystemMetricsEndToEnd(t *testing.T) {
 	waitStored(t, a, 5, 30*time.Second)
 	a.stop()
 	checkExactlyOnce(t, ix, "pi-e2e", labels, a.batches())
-	var dev struct {
-		Online       bool   `json:"online"`
-		AgentVersion string `json:"agent_version"`
-	}
+	var dev deviceJSON
 	h.api("GET", "/api/v1/devices/pi-e2e", nil, &dev)
-	if dev.AgentVersion != "e2e" {
-		t.Errorf("agent version %q not recorded", dev.AgentVersion)
+	if dev.Device.AgentVersion != "e2e" {
+		t.Errorf("agent version %q not recorded", dev.Device.AgentVersion)
 	}
 }
 
@@ -101,12 +98,9 @@ func TestRevokeClosesSession(t *testing.T) {
 		t.Errorf("revocation closed the session after %s, want < 1s", d)
 	}
 	sessions := a.link.Stats().Sessions
-	var dev struct {
-		Online  bool `json:"online"`
-		Revoked bool `json:"revoked"`
-	}
+	var dev deviceJSON
 	h.api("GET", "/api/v1/devices/pi-revoke", nil, &dev)
-	if dev.Online || !dev.Revoked {
+	if dev.Device.Online || !dev.Device.Revoked {
 		t.Errorf("device after revoke: %+v", dev)
 	}
 	if a.link.Stats().Sessions != sessions {

@@ -246,6 +246,15 @@ func (h *hubProc) addDevice(id string, labels map[string]string) string {
 	return out.Token
 }
 
+// deviceJSON is the API's answer for one device.
+type deviceJSON struct {
+	Device struct {
+		Online       bool   `json:"online"`
+		Revoked      bool   `json:"revoked"`
+		AgentVersion string `json:"agent_version"`
+	} `json:"device"`
+}
+
 // testAgent is an agent running in this process on the real agent code.
 type testAgent struct {
 	t      testing.TB
