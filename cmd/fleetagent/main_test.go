@@ -1,0 +1,70 @@
+package main
+
+import (
+	"bytes"
+	"errors"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+func writeConfig(t *testing.T, body string) string {
+	t.Helper()
+	p := filepath.Join(t.TempDir(), "fleetagent.yaml")
+	if err := os.WriteFile(p, []byte(body), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+const goodConfig = `
+device_id: pi-01
+hub:
+  url: wss://hub.example:8443/v1/device
+  token: fwd_secret_value
+  ca_fingerprint: "ab"
+interval: 5s
+spool:
+  dir: /tmp/spool
+  max_bytes: 8MiB
+`
+
+func TestPrintConfigMasksToken(t *testing.T) {
+	var out bytes.Buffer
+	m := NewMain(&out, &bytes.Buffer{})
+	err := m.ParseFlags([]string{"--config", writeConfig(t, goodConfig), "--print-config"})
+	if !errors.Is(err, errDone) {
+		t.Fatalf("ParseFlags: %v", err)
+	}
+	s := out.String()
+	if strings.Contains(s, "fwd_secret_value") || !strings.Contains(s, "8MiB") || !strings.Contains(s, "5s") {
+		t.Fatalf("printed config:\n%s", s)
+	}
+}
+
+func TestConfigPrecedence(t *testing.T) {
+	t.Setenv("FLEETAGENT_INTERVAL", "2s")
+	m := NewMain(&bytes.Buffer{}, &bytes.Buffer{})
+	if err := m.ParseFlags([]string{"--config", writeConfig(t, goodConfig), "--spool.dir", "/var/x"}); err != nil {
+		t.Fatal(err)
+	}
+	if m.Config.Interval.String() != "2s" || m.Config.Spool.Dir != "/var/x" || m.Config.Spool.MaxBytes != 8<<20 {
+		t.Fatalf("effective config %+v", m.Config)
+	}
+}
+
+func TestConfigErrorsNameTheKey(t *testing.T) {
+	for _, tc := range []struct{ body, want string }{
+		{goodConfig + "bogus: 1\n", "bogus"},
+		{strings.Replace(goodConfig, "interval: 5s", "interval: 10ms", 1), "interval"},
+		{strings.Replace(goodConfig, "max_bytes: 8MiB", "max_bytes: 1KiB", 1), "spool.max_bytes"},
+		{strings.Replace(goodConfig, "token: fwd_secret_value", "token: \"\"", 1), "hub.token"},
+	} {
+		m := NewMain(&bytes.Buffer{}, &bytes.Buffer{})
+		err := m.ParseFlags([]string{"--config", writeConfig(t, tc.body)})
+		if err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("error %v, want it to name %q", err, tc.want)
+		}
+	}
+}
