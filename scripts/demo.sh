@@ -12,8 +12,10 @@ hub_port=${DEMO_HUB_PORT:-8443}
 mkdir -p "$root"/{influx,hub,agent}
 
 pids=()
+stopping=
 cleanup() {
 	trap - INT TERM EXIT
+	stopping=1
 	echo
 	echo ">> stopping demo"
 	for ((i=${#pids[@]}-1; i>=0; i--)); do kill -TERM "${pids[i]}" 2>/dev/null || true; done
@@ -24,7 +26,7 @@ trap cleanup INT TERM EXIT
 
 wait_for() { # url what
 	for _ in $(seq 1 150); do
-		if curl -fsS -o /dev/null ${3:-} "$1"; then return 0; fi
+		if curl -fs -o /dev/null ${3:-} "$1" 2>/dev/null; then return 0; fi
 		sleep 0.2
 	done
 	echo "demo: $2 did not come up; see $root/*.log" >&2
@@ -95,4 +97,7 @@ Fleetwire demo is running. Logs: $root/{influx,hub,agent}.log
 Press Ctrl-C to stop.
 TXT
 wait -n "${pids[@]}" || true
-echo "demo: a process exited; see the logs in $root" >&2
+if [ -z "$stopping" ]; then
+	echo "demo: a process exited unexpectedly; see the logs in $root" >&2
+	exit 1
+fi
