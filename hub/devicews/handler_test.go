@@ -1,7 +1,9 @@
 package devicews_test
 
 import (
+	"bytes"
 	"context"
+	"encoding/hex"
 	"errors"
 	"net/http"
 	"net/http/httptest"
@@ -266,12 +268,23 @@ func TestBadMessagesClose(t *testing.T) {
 		"garbage":      {[]byte{0xff, 0x00}, int(protocol.CloseProtocolError)},
 		"unknown type": {[]byte{0x82, 0x18, 0x63, 0xa0}, int(protocol.CloseProtocolError)},
 		"over limit":   {make([]byte, 4097), websocket.CloseMessageTooBig},
+		// Hostile CBOR: each closes the session with a protocol error.
+		"nesting 3000 deep": {append(hexb("82 03 a2 01 01 04 81 a2 01 61 78 03"), append(bytesRepeat(0x81, 3000), 0)...), int(protocol.CloseProtocolError)},
+		"array of 2^38":     {hexb("82 03 a2 01 01 04 9b 00 00 00 40 00 00 00 00"), int(protocol.CloseProtocolError)},
+		"duplicate map key": {hexb("82 04 a2 01 01 01 02"), int(protocol.CloseProtocolError)},
+		"indefinite length": {hexb("82 04 bf 01 01 ff"), int(protocol.CloseProtocolError)},
+		"trailing bytes":    {hexb("82 04 a1 01 18 2a 00"), int(protocol.CloseProtocolError)},
+		"text frame":        {nil, int(protocol.CloseProtocolError)},
 	}
 	for name, tc := range cases {
 		t.Run(name, func(t *testing.T) {
 			e := newEnv(t, nil)
 			c := e.connect("pi")
-			if err := c.WriteMessage(websocket.BinaryMessage, tc.data); err != nil {
+			mt := websocket.BinaryMessage
+			if tc.data == nil {
+				mt, tc.data = websocket.TextMessage, []byte("{}")
+			}
+			if err := c.WriteMessage(mt, tc.data); err != nil {
 				t.Fatal(err)
 			}
 			if code := closeCode(t, c); code != tc.want {
@@ -344,3 +357,13 @@ func TestHelloRequired(t *testing.T) {
 		t.Fatalf("close code %d", code)
 	}
 }
+
+func hexb(s string) []byte {
+	b, err := hex.DecodeString(strings.ReplaceAll(s, " ", ""))
+	if err != nil {
+		panic(err)
+	}
+	return b
+}
+
+func bytesRepeat(b byte, n int) []byte { return bytes.Repeat([]byte{b}, n) }
