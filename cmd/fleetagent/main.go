@@ -6,24 +6,19 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
-	"errors"
 	"fmt"
 	"io"
 	"log/slog"
 	"net/url"
 	"os"
-	"os/signal"
 	"runtime"
-	"syscall"
-
-	"github.com/spf13/pflag"
 
 	"github.com/fleetwire/fleetwire/agent"
 	"github.com/fleetwire/fleetwire/agent/collect"
 	"github.com/fleetwire/fleetwire/agent/link"
 	"github.com/fleetwire/fleetwire/agent/spool"
 	"github.com/fleetwire/fleetwire/agent/trust"
-	"github.com/fleetwire/fleetwire/cmd/internal/config"
+	"github.com/fleetwire/fleetwire/cmd/internal/cli"
 	"github.com/fleetwire/fleetwire/cmd/internal/logx"
 	"github.com/fleetwire/fleetwire/protocol"
 )
@@ -31,25 +26,7 @@ import (
 // version is stamped by the build (-ldflags "-X main.version=...").
 var version = "dev"
 
-func main() {
-	m := NewMain(os.Stdout, os.Stderr)
-	if err := m.ParseFlags(os.Args[1:]); err != nil {
-		if errors.Is(err, pflag.ErrHelp) || errors.Is(err, errDone) {
-			return
-		}
-		fmt.Fprintln(os.Stderr, "fleetagent:", err)
-		os.Exit(2)
-	}
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	defer stop()
-	if err := m.Run(ctx); err != nil && !errors.Is(err, context.Canceled) {
-		fmt.Fprintln(os.Stderr, "fleetagent:", err)
-		os.Exit(1)
-	}
-}
-
-// errDone ends the program successfully after ParseFlags printed something.
-var errDone = errors.New("done")
+func main() { cli.Main("fleetagent", NewMain(os.Stdout, os.Stderr)) }
 
 // Main is the agent program, runnable in-process by tests.
 type Main struct {
@@ -68,37 +45,14 @@ func NewMain(stdout, stderr io.Writer) *Main {
 // ParseFlags loads the config from flags, environment (FLEETAGENT_*) and
 // the config file, then validates it.
 func (m *Main) ParseFlags(args []string) error {
-	fs := pflag.NewFlagSet("fleetagent", pflag.ContinueOnError)
-	fs.SetOutput(m.stderr)
-	path := fs.StringP("config", "c", "", "config file (YAML), e.g. /etc/fleetwire/fleetagent.yaml")
-	printCfg := fs.Bool("print-config", false, "print the effective config and exit")
-	showVersion := fs.Bool("version", false, "print the version and exit")
+	fs := cli.NewFlags("fleetagent", version, "/etc/fleetwire/fleetagent.yaml", m.stderr)
 	fs.String("hub.url", "", "hub device endpoint, wss://HOST:8443/v1/device")
 	fs.String("hub.ca_file", "", "CA certificate (PEM) that signed the hub's certificate")
 	fs.String("hub.ca_fingerprint", "", "SHA-256 fingerprint of the hub's CA (or leaf) certificate")
 	fs.Duration("interval", 0, "collection interval")
 	fs.String("spool.dir", "", "spool directory")
 	fs.String("log.level", "", "debug, info, warn or error")
-	if err := fs.Parse(args); err != nil {
-		return err
-	}
-	if *showVersion {
-		fmt.Fprintf(m.stdout, "fleetagent %s %s/%s\n", version, runtime.GOOS, runtime.GOARCH)
-		return errDone
-	}
-	if err := config.Load(*path, "FLEETAGENT", fs, &m.Config); err != nil {
-		return err
-	}
-	if *printCfg {
-		if err := config.Print(m.stdout, m.Config); err != nil {
-			return err
-		}
-		if err := m.Config.Validate(); err != nil {
-			return fmt.Errorf("config invalid:\n%w", err)
-		}
-		return errDone
-	}
-	return m.Config.Validate()
+	return fs.Load(args, "FLEETAGENT", &m.Config, m.Config.Validate, m.stdout)
 }
 
 // Run runs the agent until ctx ends.

@@ -7,6 +7,8 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/fleetwire/fleetwire/cmd/internal/cli"
 )
 
 func writeConfig(t *testing.T, body string) string {
@@ -34,7 +36,7 @@ func TestPrintConfigMasksToken(t *testing.T) {
 	var out bytes.Buffer
 	m := NewMain(&out, &bytes.Buffer{})
 	err := m.ParseFlags([]string{"--config", writeConfig(t, goodConfig), "--print-config"})
-	if !errors.Is(err, errDone) {
+	if !errors.Is(err, cli.ErrDone) {
 		t.Fatalf("ParseFlags: %v", err)
 	}
 	s := out.String()

@@ -4,40 +4,16 @@ package main
 
 import (
 	"context"
-	"errors"
-	"fmt"
 	"io"
 	"os"
-	"os/signal"
-	"runtime"
-	"syscall"
 
-	"github.com/spf13/pflag"
-
-	"github.com/fleetwire/fleetwire/cmd/internal/config"
+	"github.com/fleetwire/fleetwire/cmd/internal/cli"
 )
 
 // version is stamped by the build (-ldflags "-X main.version=...").
 var version = "dev"
 
-func main() {
-	m := NewMain(os.Stdout, os.Stderr)
-	if err := m.ParseFlags(os.Args[1:]); err != nil {
-		if errors.Is(err, pflag.ErrHelp) || errors.Is(err, errDone) {
-			return
-		}
-		fmt.Fprintln(os.Stderr, "fleethub:", err)
-		os.Exit(2)
-	}
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	defer stop()
-	if err := m.Run(ctx); err != nil && !errors.Is(err, context.Canceled) {
-		fmt.Fprintln(os.Stderr, "fleethub:", err)
-		os.Exit(1)
-	}
-}
-
-var errDone = errors.New("done")
+func main() { cli.Main("fleethub", NewMain(os.Stdout, os.Stderr)) }
 
 // Main is the hub program, runnable in-process by tests.
 type Main struct {
@@ -56,37 +32,14 @@ func NewMain(stdout, stderr io.Writer) *Main {
 // ParseFlags loads the config from flags, FLEETHUB_* environment and the
 // config file, then validates it.
 func (m *Main) ParseFlags(args []string) error {
-	fs := pflag.NewFlagSet("fleethub", pflag.ContinueOnError)
-	fs.SetOutput(m.stderr)
-	path := fs.StringP("config", "c", "", "config file (YAML), e.g. /etc/fleetwire/fleethub.yaml")
-	printCfg := fs.Bool("print-config", false, "print the effective config and exit")
-	showVersion := fs.Bool("version", false, "print the version and exit")
+	fs := cli.NewFlags("fleethub", version, "/etc/fleetwire/fleethub.yaml", m.stderr)
 	fs.String("data_dir", "", "data directory (SQLite registry, generated TLS CA)")
 	fs.String("listen", "", "listen address, host:port")
 	fs.String("public_url", "", "URL devices use to reach this hub, e.g. https://hub.example:8443")
 	fs.String("influx.url", "", "InfluxDB URL")
 	fs.String("influx.bucket", "", "InfluxDB bucket (1.8: database/retention-policy)")
 	fs.String("log.level", "", "debug, info, warn or error")
-	if err := fs.Parse(args); err != nil {
-		return err
-	}
-	if *showVersion {
-		fmt.Fprintf(m.stdout, "fleethub %s %s/%s\n", version, runtime.GOOS, runtime.GOARCH)
-		return errDone
-	}
-	if err := config.Load(*path, "FLEETHUB", fs, &m.Config); err != nil {
-		return err
-	}
-	if *printCfg {
-		if err := config.Print(m.stdout, m.Config); err != nil {
-			return err
-		}
-		if err := m.Config.Validate(); err != nil {
-			return fmt.Errorf("config invalid:\n%w", err)
-		}
-		return errDone
-	}
-	return m.Config.Validate()
+	return fs.Load(args, "FLEETHUB", &m.Config, m.Config.Validate, m.stdout)
 }
 
 // Run serves until ctx ends, then shuts down gracefully.
