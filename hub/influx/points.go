@@ -3,7 +3,6 @@ package influx
 import (
 	"math"
 	"slices"
-	"strings"
 	"time"
 
 	"github.com/influxdata/influxdb-client-go/v2/api/write"
@@ -13,7 +12,7 @@ import (
 )
 
 // DeviceTag is the tag every stored point carries with its device ID.
-const DeviceTag = "device"
+const DeviceTag = protocol.DeviceTag
 
 // DefaultField is the field key of a point whose name has no '.'.
 const DefaultField = "value"
@@ -35,13 +34,13 @@ func Points(b *hub.IngestBatch) []*write.Point {
 	out := make([]*write.Point, 0, len(batch.Points))
 	// The tag set of a point without its own tags is the same for the whole
 	// batch: merge and sort it once.
-	base := mergeTags(batch.Tags, nil, b.Labels, b.DeviceID)
+	base := protocol.StoredTags(batch.Tags, nil, b.Labels, b.DeviceID)
 	baseKeys := sortedKeys(base)
 	for i := range batch.Points {
 		p := &batch.Points[i]
 		tags, keys := base, baseKeys
 		if len(p.Tags) > 0 {
-			tags = mergeTags(batch.Tags, p.Tags, b.Labels, b.DeviceID)
+			tags = protocol.StoredTags(batch.Tags, p.Tags, b.Labels, b.DeviceID)
 			keys = sortedKeys(tags)
 		}
 		out = append(out, toPoint(p, batch.BaseTime, tags, keys))
@@ -50,7 +49,7 @@ func Points(b *hub.IngestBatch) []*write.Point {
 }
 
 func toPoint(p *protocol.Point, baseTime int64, tags map[string]string, keys []string) *write.Point {
-	measurement, field := splitName(p.Name)
+	measurement, field := protocol.SplitName(p.Name)
 	wp := write.NewPointWithMeasurement(measurement)
 	for _, k := range keys {
 		wp.AddTag(k, tags[k])
@@ -58,26 +57,6 @@ func toPoint(p *protocol.Point, baseTime int64, tags map[string]string, keys []s
 	wp.AddField(field, fieldValue(p.Value))
 	wp.SetTime(time.UnixMilli(baseTime + p.DT))
 	return wp
-}
-
-// splitName maps a metric name to measurement and field key.
-func splitName(name string) (measurement, field string) {
-	if m, f, ok := strings.Cut(name, "."); ok && m != "" && f != "" {
-		return m, f
-	}
-	return name, DefaultField
-}
-
-// mergeTags applies the precedence batch < point < labels < device.
-func mergeTags(batch, point, labels map[string]string, device string) map[string]string {
-	m := make(map[string]string, len(batch)+len(point)+len(labels)+1)
-	for _, src := range []map[string]string{batch, point, labels} {
-		for k, v := range src {
-			m[k] = v
-		}
-	}
-	m[DeviceTag] = device
-	return m
 }
 
 func sortedKeys(m map[string]string) []string {

@@ -386,21 +386,8 @@ func expected(device string, labels map[string]string, batches []protocol.Batch)
 	want := map[string]any{}
 	for _, b := range batches {
 		for _, p := range b.Points {
-			tags := map[string]string{}
-			for k, v := range b.Tags {
-				tags[k] = v
-			}
-			for k, v := range p.Tags {
-				tags[k] = v
-			}
-			for k, v := range labels {
-				tags[k] = v
-			}
-			tags["device"] = device
-			m, f, ok := strings.Cut(p.Name, ".")
-			if !ok {
-				f = "value"
-			}
+			tags := protocol.StoredTags(b.Tags, p.Tags, labels, device)
+			m, f := protocol.SplitName(p.Name)
 			want[pointKey(m, f, tags, b.BaseTime+p.DT)] = normalize(p.Value)
 		}
 	}
