@@ -4,7 +4,7 @@
 # BENCHMARKS.md come from this script.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-count=${COUNT:-5}
+count=${COUNT:-6}
 out=.bench
 mkdir -p "$out"
 tools=$PWD/.tools/bin

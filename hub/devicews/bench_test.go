@@ -7,6 +7,7 @@ import (
 	"net/http/httptest"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -22,6 +23,14 @@ import (
 type discardSink struct{}
 
 func (discardSink) Write(context.Context, []*hub.IngestBatch) error { return nil }
+
+// countDeadLetters counts dead letters (none are expected in the benchmark).
+type countDeadLetters struct{ n atomic.Int64 }
+
+func (c *countDeadLetters) AddDeadLetters(_ context.Context, dl []hub.DeadLetter) error {
+	c.n.Add(int64(len(dl)))
+	return nil
+}
 
 // benchIngest pushes b.N batches of 100 points from `devices` WebSocket
 // clients through the real device endpoint into sink, each client keeping
@@ -114,10 +123,14 @@ func BenchmarkIngestDiscard(b *testing.B) {
 
 func BenchmarkIngestInfluxDB(b *testing.B) {
 	ix := influxtest.Start(b)
-	sink, err := influx.New(influx.Config{URL: ix.URL, Bucket: ix.Bucket}, nil, nil, nil)
+	dead := &countDeadLetters{}
+	sink, err := influx.New(influx.Config{URL: ix.URL, Bucket: ix.Bucket}, dead, nil, nil)
 	if err != nil {
 		b.Fatal(err)
 	}
 	defer sink.Close()
 	benchIngest(b, sink, 16)
+	if n := dead.n.Load(); n > 0 {
+		b.Fatalf("%d points dead-lettered", n)
+	}
 }
