@@ -157,16 +157,27 @@ func (l *Link) Run(ctx context.Context) error {
 	}
 }
 
-// waitAfter picks the backoff for the way the last session ended. Refused
-// credentials and "do not retry" closes wait far longer than network errors,
-// so a revoked device does not hammer the hub.
+// waitAfter picks the wait for the way the last session ended (SPEC.md
+// section 6). Refused credentials and "do not retry" closes wait far longer
+// than network errors, so a revoked device does not hammer the hub.
 func (l *Link) waitAfter(err error, net, auth *Backoff) time.Duration {
+	if errors.Is(err, errUnauthorized) {
+		return l.cfg.AuthBackoff + auth.Next()
+	}
 	var ce *closeErr
-	switch {
-	case errors.Is(err, errUnauthorized):
+	if !errors.As(err, &ce) {
+		return net.Next()
+	}
+	switch ce.code.Retry() {
+	case protocol.RetryNever:
 		return l.cfg.AuthBackoff + auth.Next()
-	case errors.As(err, &ce) && !retryable(ce.code):
-		return l.cfg.AuthBackoff + auth.Next()
+	case protocol.RetryNow:
+		net.Reset()
+		return (&Backoff{Min: l.cfg.MinBackoff, Max: l.cfg.MinBackoff, Rand: l.cfg.Rand}).Next()
+	case protocol.RetryAfterHint:
+		if d, ok := protocol.ParseRetryAfter(ce.text); ok {
+			return d
+		}
 	}
 	return net.Next()
 }
@@ -182,6 +193,3 @@ type closeErr struct {
 func (e *closeErr) Error() string {
 	return fmt.Sprintf("hub closed session: %d %s: %s", uint16(e.code), e.code, e.text)
 }
-
-// retryable reports whether a close code allows a prompt reconnect.
-func retryable(c protocol.CloseCode) bool { return c.Retry() != protocol.RetryNever }

@@ -274,3 +274,26 @@ func TestValidate(t *testing.T) {
 		}
 	}
 }
+
+func TestWaitAfterFollowsClosePolicy(t *testing.T) {
+	l := &Link{cfg: Config{MinBackoff: time.Second, MaxBackoff: time.Minute, AuthBackoff: time.Hour, MaxAuthBackoff: 2 * time.Hour,
+		Rand: func() float64 { return 0.5 }}}
+	net := Backoff{Min: time.Second, Max: time.Minute, Rand: l.cfg.Rand}
+	auth := Backoff{Min: time.Hour, Max: 2 * time.Hour, Rand: l.cfg.Rand}
+	cases := []struct {
+		err      error
+		min, max time.Duration
+	}{
+		{errUnauthorized, time.Hour, 2 * time.Hour},
+		{&closeErr{code: protocol.CloseRevoked}, time.Hour, 3 * time.Hour},
+		{&closeErr{code: protocol.CloseIdle}, 0, time.Second},
+		{&closeErr{code: protocol.ClosePolicy, text: protocol.FormatRetryAfter("slow down", 30*time.Second)}, 30 * time.Second, 30 * time.Second},
+		{&closeErr{code: protocol.CloseGoingAway}, 0, time.Minute},
+		{errors.New("connection reset"), 0, time.Minute},
+	}
+	for _, tc := range cases {
+		if d := l.waitAfter(tc.err, &net, &auth); d < tc.min || d > tc.max {
+			t.Errorf("%v: wait %s, want %s..%s", tc.err, d, tc.min, tc.max)
+		}
+	}
+}
