@@ -12,6 +12,7 @@ import (
 	"log/slog"
 	"net/http"
 	"net/url"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -95,6 +96,8 @@ type Stats struct {
 	Sessions   uint64 // sessions that got a welcome
 	BatchesOut uint64
 	LastAcked  uint64
+	LastError  string        // why the last session ended or failed
+	RetryIn    time.Duration // the wait chosen after it
 }
 
 // Link is the agent's connection manager.
@@ -106,6 +109,10 @@ type Link struct {
 	sessions   atomic.Uint64
 	batchesOut atomic.Uint64
 	lastAcked  atomic.Uint64
+
+	mu      sync.Mutex // guards lastErr and retryIn
+	lastErr string
+	retryIn time.Duration
 }
 
 // New checks cfg and returns a Link; call Run to connect.
@@ -128,11 +135,15 @@ func New(cfg Config) (*Link, error) {
 
 // Stats returns a snapshot of the counters.
 func (l *Link) Stats() Stats {
+	l.mu.Lock()
+	defer l.mu.Unlock()
 	return Stats{
 		Connected:  l.connected.Load(),
 		Sessions:   l.sessions.Load(),
 		BatchesOut: l.batchesOut.Load(),
 		LastAcked:  l.lastAcked.Load(),
+		LastError:  l.lastErr,
+		RetryIn:    l.retryIn,
 	}
 }
 
@@ -150,6 +161,9 @@ func (l *Link) Run(ctx context.Context) error {
 			auth.Reset()
 		}
 		wait := l.waitAfter(err, &net, &auth)
+		l.mu.Lock()
+		l.lastErr, l.retryIn = fmt.Sprint(err), wait
+		l.mu.Unlock()
 		l.cfg.Logger.Info("hub link down", "err", err, "retry_in", wait.Round(time.Millisecond))
 		if !sleep(ctx, wait) {
 			return ctx.Err()

@@ -218,14 +218,12 @@ func TestReconnectsAfterHubClose(t *testing.T) {
 func TestUnauthorizedBacksOffLong(t *testing.T) {
 	f := newFakeHub(t)
 	sp := openSpool(t)
-	_, stop := runLink(t, f, sp, "fwd_wrong")
+	l, stop := runLink(t, f, sp, "fwd_wrong")
 	defer stop()
-	eventually(t, "first attempt", func() bool { return f.connections() >= 1 })
-	// AuthBackoff is an hour: no second attempt may follow quickly, unlike
-	// the 10-50 ms network backoff.
-	time.Sleep(300 * time.Millisecond)
-	if n := f.connections(); n != 1 {
-		t.Fatalf("%d attempts after a 401, want 1", n)
+	// AuthBackoff is an hour, unlike the 10-50 ms network backoff.
+	eventually(t, "refusal noticed", func() bool { return strings.Contains(l.Stats().LastError, "401") })
+	if st := l.Stats(); st.RetryIn < time.Hour || f.connections() != 1 {
+		t.Fatalf("after a 401: retry in %s, %d attempts; want >= 1h and 1", st.RetryIn, f.connections())
 	}
 }
 
@@ -233,12 +231,11 @@ func TestRevokedCloseBacksOffLong(t *testing.T) {
 	f := newFakeHub(t)
 	f.closeNow = protocol.CloseRevoked
 	sp := openSpool(t)
-	_, stop := runLink(t, f, sp, "fwd_test")
+	l, stop := runLink(t, f, sp, "fwd_test")
 	defer stop()
-	eventually(t, "first session", func() bool { return f.connections() >= 1 })
-	time.Sleep(300 * time.Millisecond)
-	if n := f.connections(); n != 1 {
-		t.Fatalf("%d attempts after a revoked close, want 1", n)
+	eventually(t, "revocation noticed", func() bool { return strings.Contains(l.Stats().LastError, "4005") })
+	if st := l.Stats(); st.RetryIn < time.Hour || f.connections() != 1 {
+		t.Fatalf("after revocation: retry in %s, %d attempts; want >= 1h and 1", st.RetryIn, f.connections())
 	}
 }
 

@@ -52,15 +52,21 @@ func TestArmAgentsUnderQemu(t *testing.T) {
 			if err := agent.Start(); err != nil {
 				t.Fatal(err)
 			}
-			defer func() { agent.Process.Kill(); agent.Wait() }()
+			exited := make(chan struct{})
+			go func() { agent.Wait(); close(exited) }()
+			defer func() { agent.Process.Kill(); <-exited }()
 			q := fmt.Sprintf(`from(bucket: %q) |> range(start: -1h) |> filter(fn: (r) => r.device == %q and r._measurement == "mem" and r.arch == %q)`, ix.Bucket, device, tc.name)
-			deadline := time.Now().Add(90 * time.Second)
-			for len(ix.Query(t, q)) < 3 {
-				if time.Now().After(deadline) {
-					t.Fatalf("no telemetry from the %s agent; its log:\n%s", tc.name, log.String())
+			eventually(t, 90*time.Second, "telemetry from the "+tc.name+" agent", func() bool {
+				if len(ix.Query(t, q)) >= 3 {
+					return true
 				}
-				time.Sleep(200 * time.Millisecond)
-			}
+				select {
+				case <-exited:
+					t.Fatalf("the %s agent exited; its log:\n%s", tc.name, log.String())
+				default:
+				}
+				return false
+			})
 			var dev deviceJSON
 			h.api("GET", "/api/v1/devices/"+device, nil, &dev)
 			if dev.Device.AgentVersion != "e2e-"+tc.name {
