@@ -126,6 +126,9 @@ func New(cfg Config, deadLetters hub.DeadLetterStore, reg prometheus.Registerer,
 	if deadLetters == nil {
 		return nil, errors.New("config: dead-letter store required")
 	}
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
 	m, err := newMetrics(reg)
 	if err != nil {
 		return nil, fmt.Errorf("metrics: %w", err)
