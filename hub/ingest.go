@@ -5,18 +5,23 @@ import (
 	"errors"
 	"log/slog"
 	"sync"
+
+	"golang.org/x/sync/semaphore"
 )
 
 // IngestConfig sizes the ingest pipeline.
 type IngestConfig struct {
-	QueueBatches   int // batches waiting for a writer; Submit blocks beyond it (default 4096)
+	// QueuePoints bounds the points held in memory between the sessions and
+	// the sink (queued or being written); Submit blocks beyond it. Points,
+	// not batches: that is what memory is made of. Default 250,000.
+	QueuePoints    int
 	Workers        int // concurrent sink writes (default 2)
 	MaxWritePoints int // points gathered into one sink write (default 5000)
 }
 
 func (c IngestConfig) withDefaults() IngestConfig {
-	if c.QueueBatches <= 0 {
-		c.QueueBatches = 4096
+	if c.QueuePoints <= 0 {
+		c.QueuePoints = 250_000
 	}
 	if c.Workers <= 0 {
 		c.Workers = 2
@@ -41,8 +46,14 @@ type Ingester struct {
 	cfg     IngestConfig
 	sink    TelemetrySink
 	queue   chan ingestItem
+	room    *semaphore.Weighted // points that may still be queued
 	log     *slog.Logger
 	metrics *Metrics
+
+	// quit ends blocked Submits when Close starts, so Close never waits
+	// behind a Submit that waits for room.
+	quit       context.Context
+	cancelQuit context.CancelFunc
 
 	// writeCtx is canceled when Close gives up on draining.
 	writeCtx    context.Context
@@ -63,10 +74,13 @@ func NewIngester(cfg IngestConfig, sink TelemetrySink, m *Metrics, log *slog.Log
 		log = slog.New(slog.DiscardHandler)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
+	quit, cancelQuit := context.WithCancel(context.Background())
 	in := &Ingester{
 		cfg: cfg, sink: sink, log: log, metrics: m,
-		queue:    make(chan ingestItem, cfg.QueueBatches),
+		queue:    make(chan ingestItem, min(cfg.QueuePoints, 1<<16)),
+		room:     semaphore.NewWeighted(int64(cfg.QueuePoints)),
 		writeCtx: ctx, cancelWrite: cancel,
+		quit: quit, cancelQuit: cancelQuit,
 	}
 	for range cfg.Workers {
 		in.wg.Add(1)
@@ -77,21 +91,46 @@ func NewIngester(cfg IngestConfig, sink TelemetrySink, m *Metrics, log *slog.Log
 
 // Submit queues a batch; done is called exactly once, from a worker
 // goroutine, with nil when the batch is stored or the reason it is not.
-// Submit blocks while the queue is full (InfluxDB slow or down) until ctx ends;
-// that backpressure is what bounds the hub's memory.
+// Submit blocks while QueuePoints are held (InfluxDB slow or down) until ctx
+// ends or the ingester closes; that backpressure bounds the hub's memory.
 func (in *Ingester) Submit(ctx context.Context, b *IngestBatch, done func(error)) error {
 	in.mu.RLock()
 	defer in.mu.RUnlock()
 	if in.closed {
 		return ErrIngestClosed
 	}
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	stop := context.AfterFunc(in.quit, cancel)
+	defer stop()
+	n := in.weight(b)
+	if err := in.room.Acquire(ctx, n); err != nil {
+		if in.quit.Err() != nil {
+			return ErrIngestClosed
+		}
+		return err
+	}
+	item := ingestItem{batch: b, done: func(err error) {
+		in.room.Release(n)
+		done(err)
+	}}
 	select {
-	case in.queue <- ingestItem{batch: b, done: done}:
+	case in.queue <- item:
 		in.metrics.IngestQueue.Inc()
 		return nil
 	case <-ctx.Done():
+		in.room.Release(n)
+		if in.quit.Err() != nil {
+			return ErrIngestClosed
+		}
 		return ctx.Err()
 	}
+}
+
+// weight is the room a batch takes; a batch larger than the whole queue
+// takes all of it rather than waiting forever.
+func (in *Ingester) weight(b *IngestBatch) int64 {
+	return int64(min(max(len(b.Batch.Points), 1), in.cfg.QueuePoints))
 }
 
 func (in *Ingester) worker() {
@@ -138,6 +177,7 @@ func (in *Ingester) gather(first ingestItem, items []ingestItem, batches []*Inge
 // first, the pending writes are abandoned (their done callbacks get an
 // error; the agents still hold those batches and resend them).
 func (in *Ingester) Close(ctx context.Context) error {
+	in.cancelQuit()
 	in.mu.Lock()
 	if !in.closed {
 		in.closed = true

@@ -73,16 +73,3 @@ func (r *Registry) Disconnect(deviceID, reason string) {
 		s.Close(protocol.CloseRevoked, reason)
 	}
 }
-
-// CloseAll closes every live session with code (hub shutdown).
-func (r *Registry) CloseAll(code protocol.CloseCode, reason string) {
-	r.mu.Lock()
-	all := make([]Session, 0, len(r.sessions))
-	for _, s := range r.sessions {
-		all = append(all, s)
-	}
-	r.mu.Unlock()
-	for _, s := range all {
-		s.Close(code, reason)
-	}
-}

@@ -52,7 +52,7 @@ type DeviceConfig struct {
 
 // IngestConfig sizes the ingest pipeline.
 type IngestConfig struct {
-	QueueBatches   int `mapstructure:"queue_batches"`
+	QueuePoints    int `mapstructure:"queue_points"`
 	Workers        int `mapstructure:"workers"`
 	MaxWritePoints int `mapstructure:"max_write_points"`
 }
@@ -73,7 +73,7 @@ func defaultConfig() Config {
 			MaxMessageBytes: 1 << 20, MaxPoints: 5000, MaxInflight: 64,
 			PingInterval: 20 * time.Second, HelloTimeout: 10 * time.Second,
 		},
-		Ingest: IngestConfig{QueueBatches: 4096, Workers: 2, MaxWritePoints: 5000},
+		Ingest: IngestConfig{QueuePoints: 250_000, Workers: 2, MaxWritePoints: 5000},
 		Log:    LogConfig{Level: "info", Format: "text"},
 	}
 }
@@ -114,8 +114,8 @@ func (c *Config) Validate() error {
 	if c.Device.PingInterval < 100*time.Millisecond {
 		add("device.ping_interval: must be at least 100ms")
 	}
-	if c.Ingest.QueueBatches < 1 || c.Ingest.Workers < 1 || c.Ingest.MaxWritePoints < 1 {
-		add("ingest: queue_batches, workers and max_write_points must be >= 1")
+	if c.Ingest.QueuePoints < 1 || c.Ingest.Workers < 1 || c.Ingest.MaxWritePoints < 1 {
+		add("ingest: queue_points, workers and max_write_points must be >= 1")
 	}
 	if c.ShutdownTimeout <= 0 {
 		add("shutdown_timeout: must be > 0")

@@ -131,7 +131,7 @@ func (s *Server) wire() {
 	m := hub.NewMetrics(s.reg)
 	s.registry = hub.NewRegistry(m)
 	s.ingester = hub.NewIngester(hub.IngestConfig{
-		QueueBatches: cfg.Ingest.QueueBatches, Workers: cfg.Ingest.Workers, MaxWritePoints: cfg.Ingest.MaxWritePoints,
+		QueuePoints: cfg.Ingest.QueuePoints, Workers: cfg.Ingest.Workers, MaxWritePoints: cfg.Ingest.MaxWritePoints,
 	}, s.sink, m, s.log)
 	s.devices = devicews.New(devicews.Config{
 		Store: s.store, DeadLetters: s.store, Registry: s.registry, Ingester: s.ingester, Metrics: m, Logger: s.log,

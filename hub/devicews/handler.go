@@ -74,6 +74,7 @@ type Handler struct {
 
 	mu       sync.Mutex
 	closing  bool
+	live     map[*session]struct{} // every upgraded connection, hello or not
 	sessions sync.WaitGroup
 	// dropped remembers the spool drop count each device last reported, so
 	// the metric counts increases once per hub lifetime.
@@ -83,7 +84,7 @@ type Handler struct {
 // New returns the endpoint handler.
 func New(cfg Config) *Handler {
 	cfg.setDefaults()
-	h := &Handler{cfg: cfg, dropped: make(map[string]uint64)}
+	h := &Handler{cfg: cfg, dropped: make(map[string]uint64), live: make(map[*session]struct{})}
 	h.upgrader = websocket.Upgrader{
 		HandshakeTimeout: cfg.HandshakeTimeout,
 		ReadBufferSize:   1024,
@@ -137,7 +138,31 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if err != nil {
 		return // the upgrader has answered the request
 	}
-	newSession(h, conn, dev).run()
+	defer conn.Close()
+	s := newSession(h, conn, dev)
+	if !h.track(s) {
+		s.Close(protocol.CloseGoingAway, "hub shutting down")
+		return
+	}
+	defer h.untrack(s)
+	s.run()
+}
+
+// track adds s to the live set unless the handler is closing.
+func (h *Handler) track(s *session) bool {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if h.closing {
+		return false
+	}
+	h.live[s] = struct{}{}
+	return true
+}
+
+func (h *Handler) untrack(s *session) {
+	h.mu.Lock()
+	delete(h.live, s)
+	h.mu.Unlock()
 }
 
 func (h *Handler) refuse(w http.ResponseWriter, reason, msg string) {
@@ -157,13 +182,20 @@ func (h *Handler) enter() bool {
 	return true
 }
 
-// Close refuses new sessions, closes the live ones with CloseGoingAway and
-// waits until their goroutines have ended or ctx is done.
+// Close refuses new sessions, closes the live ones (also those still
+// before their hello) with CloseGoingAway and waits until their goroutines
+// have ended or ctx is done.
 func (h *Handler) Close(ctx context.Context) error {
 	h.mu.Lock()
 	h.closing = true
+	live := make([]*session, 0, len(h.live))
+	for s := range h.live {
+		live = append(live, s)
+	}
 	h.mu.Unlock()
-	h.cfg.Registry.CloseAll(protocol.CloseGoingAway, "hub shutting down")
+	for _, s := range live {
+		s.Close(protocol.CloseGoingAway, "hub shutting down")
+	}
 	done := make(chan struct{})
 	go func() { h.sessions.Wait(); close(done) }()
 	select {

@@ -267,7 +267,7 @@ func TestBadMessagesClose(t *testing.T) {
 	}{
 		"garbage":      {[]byte{0xff, 0x00}, int(protocol.CloseProtocolError)},
 		"unknown type": {[]byte{0x82, 0x18, 0x63, 0xa0}, int(protocol.CloseProtocolError)},
-		"over limit":   {make([]byte, 4097), websocket.CloseMessageTooBig},
+		"over limit":   {make([]byte, 4097), int(protocol.CloseTooBig)},
 		// Hostile CBOR: each closes the session with a protocol error.
 		"nesting 3000 deep": {append(hexb("82 03 a2 01 01 04 81 a2 01 61 78 03"), append(bytesRepeat(0x81, 3000), 0)...), int(protocol.CloseProtocolError)},
 		"array of 2^38":     {hexb("82 03 a2 01 01 04 9b 00 00 00 40 00 00 00 00"), int(protocol.CloseProtocolError)},

@@ -4,7 +4,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
+	"strings"
 	"sync"
 	"time"
 
@@ -58,7 +60,6 @@ func newSession(h *Handler, conn *websocket.Conn, dev hub.Device) *session {
 func (s *session) run() {
 	cfg := &s.h.cfg
 	defer s.cancel()
-	s.conn.SetReadLimit(int64(cfg.MaxMessageBytes))
 	hello, err := s.readHello()
 	if err != nil {
 		s.log.Info("session refused", "err", err)
@@ -125,25 +126,33 @@ func effectiveMaxPoints(l protocol.Limits) int {
 }
 
 // readMessage reads and decodes one message; on a bad one it closes the
-// session with the matching code and returns the error.
+// session with the matching code and returns the error. The size limit is
+// enforced here rather than by gorilla's read limit so that the device gets
+// CloseTooBig (4002), not gorilla's generic 1009.
 func (s *session) readMessage() (any, error) {
-	mt, data, err := s.conn.ReadMessage()
+	mt, r, err := s.conn.NextReader()
 	if err != nil {
-		if errors.Is(err, websocket.ErrReadLimit) {
-			s.bad("too_big")
-			s.Close(protocol.CloseTooBig, "message exceeds limit")
-		}
 		return nil, err
+	}
+	max := s.h.cfg.MaxMessageBytes
+	data, err := io.ReadAll(io.LimitReader(r, int64(max)+1))
+	if err != nil {
+		return nil, err
+	}
+	if len(data) > max {
+		s.bad("too_big")
+		s.Close(protocol.CloseTooBig, fmt.Sprintf("message exceeds %d bytes", max))
+		return nil, fmt.Errorf("message over %d bytes", max)
 	}
 	if mt != websocket.BinaryMessage {
 		s.bad("not_binary")
 		s.Close(protocol.CloseProtocolError, "binary messages only")
 		return nil, errors.New("text message")
 	}
-	msg, err := protocol.Decode(data, s.h.cfg.MaxMessageBytes)
+	msg, err := protocol.Decode(data, max)
 	if err != nil {
 		s.bad(decodeReason(err))
-		s.Close(protocol.CloseProtocolError, truncate(err.Error(), 120))
+		s.Close(protocol.CloseProtocolError, closeReason(err.Error()))
 		return nil, err
 	}
 	return msg, nil
@@ -215,8 +224,17 @@ func (s *session) Close(code protocol.CloseCode, reason string) {
 			s.log.Info("closing session", "code", uint16(code), "reason", reason)
 		}
 		// gorilla allows WriteControl concurrently with the writer goroutine.
-		msg := websocket.FormatCloseMessage(int(code), reason)
+		msg := websocket.FormatCloseMessage(int(code), closeReason(reason))
 		_ = s.conn.WriteControl(websocket.CloseMessage, msg, time.Now().Add(time.Second))
+		s.cancel()
+		_ = s.conn.Close()
+	})
+}
+
+// abort ends the session without a close frame (the connection is broken).
+func (s *session) abort() {
+	s.once.Do(func() {
+		s.h.cfg.Metrics.Closes.WithLabelValues("broken").Inc()
 		s.cancel()
 		_ = s.conn.Close()
 	})
@@ -258,8 +276,9 @@ func (s *session) writeLoop() {
 			s.touch()
 		}
 		if err != nil {
+			// The connection is broken: no close frame can reach the device.
 			s.log.Info("write failed", "err", err)
-			s.Close(protocol.CloseGoingAway, "write failed")
+			s.abort()
 			return
 		}
 	}
@@ -293,9 +312,11 @@ func (s *session) touch() {
 	}
 }
 
-func truncate(s string, n int) string {
-	if len(s) > n {
-		return s[:n]
+// closeReason fits an error text into a close frame (RFC 6455 §5.5: 123
+// bytes of reason) without splitting a UTF-8 sequence.
+func closeReason(s string) string {
+	if len(s) <= protocol.MaxCloseReason {
+		return s
 	}
-	return s
+	return strings.ToValidUTF8(s[:protocol.MaxCloseReason], "")
 }
