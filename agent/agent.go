@@ -24,6 +24,9 @@ type Spool interface {
 type Options struct {
 	Interval   time.Duration // default 10s
 	MaxPoints  int           // points per batch; larger collections are split (default 1000)
+	// HubMaxPoints, if set, returns the hub's limit on points per batch
+	// (0: not known yet); batches are split to the smaller of the two.
+	HubMaxPoints func() int
 	Collectors []collect.Collector
 	Spool      Spool
 	Logger     *slog.Logger
@@ -97,8 +100,14 @@ func (b *Batcher) CollectOnce(ctx context.Context) error {
 }
 
 func (b *Batcher) spool(now time.Time, points []protocol.Point) error {
+	limit := b.opt.MaxPoints
+	if b.opt.HubMaxPoints != nil {
+		if h := b.opt.HubMaxPoints(); h > 0 {
+			limit = min(limit, h)
+		}
+	}
 	for len(points) > 0 {
-		n := min(len(points), b.opt.MaxPoints)
+		n := min(len(points), limit)
 		batch := &protocol.Batch{BaseTime: now.UnixMilli(), Points: points[:n]}
 		if _, err := b.opt.Spool.Append(batch); err != nil {
 			return err

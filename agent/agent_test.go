@@ -66,3 +66,25 @@ func TestNeedsSpool(t *testing.T) {
 		t.Fatal("batcher without spool accepted")
 	}
 }
+
+func TestHubLimitSplitsSmaller(t *testing.T) {
+	sp, err := spool.Open(t.TempDir(), spool.Options{NoSync: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sp.Close()
+	var sizes []int
+	b, err := NewBatcher(Options{
+		MaxPoints: 10, HubMaxPoints: func() int { return 4 }, Collectors: []collect.Collector{fixed{n: 10}}, Spool: sp,
+		OnSpooled: func(b *protocol.Batch) { sizes = append(sizes, len(b.Points)) },
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := b.CollectOnce(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if len(sizes) != 3 || sizes[0] != 4 || sizes[2] != 2 {
+		t.Fatalf("batch sizes %v, want [4 4 2]", sizes)
+	}
+}

@@ -109,6 +109,7 @@ type Link struct {
 	sessions   atomic.Uint64
 	batchesOut atomic.Uint64
 	lastAcked  atomic.Uint64
+	maxPoints  atomic.Int64 // welcome.settings.max_batch_points of the last session
 
 	mu      sync.Mutex // guards lastErr and retryIn
 	lastErr string
@@ -146,6 +147,10 @@ func (l *Link) Stats() Stats {
 		RetryIn:    l.retryIn,
 	}
 }
+
+// MaxBatchPoints is the largest batch the hub accepts, from the last
+// welcome; 0 before the first one.
+func (l *Link) MaxBatchPoints() int { return int(l.maxPoints.Load()) }
 
 // Run connects and reconnects until ctx ends. It returns ctx's error.
 func (l *Link) Run(ctx context.Context) error {

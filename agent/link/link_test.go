@@ -294,3 +294,34 @@ func TestWaitAfterFollowsClosePolicy(t *testing.T) {
 		}
 	}
 }
+
+// TestOversizedBatchDroppedOnlyWhenNothingInFlight: a spooled batch over
+// the hub's message limit is dropped, but never by an ack that would also
+// delete earlier batches the hub has not stored.
+func TestOversizedBatchDroppedOnlyWhenNothingInFlight(t *testing.T) {
+	f := newFakeHub(t)
+	f.ackAll = false
+	sp := openSpool(t)
+	appendN(t, sp, 2)
+	big := protocol.SampleBatch(0, 1)
+	big.Points[0].Value = strings.Repeat("x", 2<<20) // over the fake hub's 1 MiB
+	if _, err := sp.Append(big); err != nil {
+		t.Fatal(err)
+	}
+	appendN(t, sp, 1)
+	_, stop := runLink(t, f, sp, "fwd_test")
+	eventually(t, "two small batches sent", func() bool { return len(f.got()) == 2 })
+	stop()
+	if st := sp.Stats(); st.Batches != 4 {
+		t.Fatalf("spool holds %d batches, want all 4: nothing may be acked while 1-2 are in flight", st.Batches)
+	}
+	f.mu.Lock()
+	f.ackAll, f.received = true, nil
+	f.mu.Unlock()
+	_, stop = runLink(t, f, sp, "fwd_test")
+	defer stop()
+	eventually(t, "spool drained", func() bool { return sp.Stats().Batches == 0 })
+	if got := f.got(); len(got) != 3 || got[2] != 4 {
+		t.Fatalf("hub received %v, want [1 2 4]", got)
+	}
+}

@@ -27,6 +27,7 @@ func (l *Link) session(ctx context.Context) (welcomed bool, err error) {
 		return false, err
 	}
 	l.sessions.Add(1)
+	l.maxPoints.Store(int64(w.Settings.MaxBatchPoints))
 	l.connected.Store(true)
 	defer l.connected.Store(false)
 	l.cfg.Logger.Info("hub link up", "device", w.DeviceID, "session", w.SessionID)
@@ -40,6 +41,7 @@ func (l *Link) session(ctx context.Context) (welcomed bool, err error) {
 	err = l.sendLoop(sctx, conn, w, r)
 	l.closeConn(conn, err)
 	cancel()
+	conn.Close() // ends the reader's blocked read at once
 	wg.Wait()
 	if rerr := r.err(); rerr != nil {
 		err = rerr // the hub's close reason explains more than our write error
@@ -131,20 +133,25 @@ func (l *Link) sendLoop(ctx context.Context, conn *websocket.Conn, w *protocol.W
 				return fmt.Errorf("read spool: %w", err)
 			}
 			for _, e := range entries {
-				lastSent = e.Seq
 				if maxBytes > 0 && len(e.Data) > maxBytes {
-					// The hub would close the session on it; resending would
-					// loop forever. Drop it loudly.
+					// The hub would close the session on it and a resend
+					// would loop forever, so it is dropped. Spool acks are
+					// cumulative: wait until nothing earlier is in flight.
+					if len(inflight) > 0 {
+						break
+					}
 					l.cfg.Logger.Error("batch larger than the hub accepts; dropped", "seq", e.Seq, "bytes", len(e.Data), "limit", maxBytes)
 					if err := l.cfg.Spool.Ack(e.Seq); err != nil {
 						return err
 					}
+					lastSent = e.Seq
 					continue
 				}
 				conn.SetWriteDeadline(time.Now().Add(l.cfg.WriteTimeout))
 				if err := conn.WriteMessage(websocket.BinaryMessage, e.Data); err != nil {
 					return fmt.Errorf("send batch %d: %w", e.Seq, err)
 				}
+				lastSent = e.Seq
 				l.batchesOut.Add(1)
 				inflight = append(inflight, e.Seq)
 			}
@@ -194,8 +201,9 @@ type reader struct {
 }
 
 func newReader(conn *websocket.Conn, w *protocol.Welcome) *reader {
-	// Three missed hub pings mean the path is dead even if TCP has not noticed.
-	idle := 3 * time.Duration(w.Settings.PingIntervalMs) * time.Millisecond
+	// 2.5 missed hub pings mean the path is dead even if TCP has not
+	// noticed (SPEC.md 5.5).
+	idle := time.Duration(w.Settings.PingIntervalMs) * time.Millisecond * 5 / 2
 	r := &reader{conn: conn, idle: idle, acks: make(chan uint64, 1), done: make(chan struct{})}
 	conn.SetPingHandler(func(data string) error {
 		conn.SetReadDeadline(time.Now().Add(r.idle))

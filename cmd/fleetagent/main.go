@@ -71,14 +71,14 @@ func (m *Main) Run(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	batcher, err := agent.NewBatcher(agent.Options{
-		Interval: cfg.Interval, MaxPoints: cfg.Collect.MaxPoints, Collectors: collectors,
-		Spool: sp, Logger: log, OnSpooled: m.OnSpooled,
-	})
+	lk, err := m.newLink(sp, log)
 	if err != nil {
 		return err
 	}
-	lk, err := m.newLink(sp, log)
+	batcher, err := agent.NewBatcher(agent.Options{
+		Interval: cfg.Interval, MaxPoints: cfg.Collect.MaxPoints, HubMaxPoints: lk.MaxBatchPoints,
+		Collectors: collectors, Spool: sp, Logger: log, OnSpooled: m.OnSpooled,
+	})
 	if err != nil {
 		return err
 	}
