@@ -14,11 +14,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/fleetwire/fleetwire/agent"
 	"github.com/fleetwire/fleetwire/agent/collect"
-	"github.com/fleetwire/fleetwire/agent/link"
-	"github.com/fleetwire/fleetwire/agent/spool"
-	"github.com/fleetwire/fleetwire/agent/trust"
 	"github.com/fleetwire/fleetwire/hub/influx/influxtest"
 	"github.com/fleetwire/fleetwire/protocol"
 )
@@ -33,41 +29,29 @@ const envDeviceProc = "FLEETWIRE_E2E_DEVICE"
 func deviceProcMain() int {
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM)
 	defer stop()
-	sp, err := spool.Open(os.Getenv("E2E_SPOOL"), spool.Options{MaxBytes: 64 << 20})
-	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		return 1
-	}
-	defer sp.Close()
 	rec, err := os.OpenFile(os.Getenv("E2E_RECORD"), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		return 1
 	}
-	tlsCfg, err := trust.ClientConfig("127.0.0.1", os.Getenv("E2E_CA"), "")
-	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		return 1
-	}
-	lk, err := link.New(link.Config{URL: os.Getenv("E2E_URL"), Token: os.Getenv("E2E_TOKEN"), TLS: tlsCfg, Spool: sp,
-		Hello: protocol.Hello{AgentVersion: "e2e-proc", BootID: "p"}, MinBackoff: 50 * time.Millisecond, MaxBackoff: 300 * time.Millisecond})
-	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		return 1
-	}
 	start, _ := strconv.ParseInt(os.Getenv("E2E_COUNTER_START"), 10, 64)
-	b, err := agent.NewBatcher(agent.Options{Interval: 20 * time.Millisecond, Collectors: []collect.Collector{&counter{n: start}}, Spool: sp,
-		OnSpooled: func(b *protocol.Batch) {
+	parts, err := buildAgent(agentSetup{
+		spoolDir: os.Getenv("E2E_SPOOL"), url: os.Getenv("E2E_URL"), caFile: os.Getenv("E2E_CA"),
+		token: os.Getenv("E2E_TOKEN"), version: "e2e-proc", interval: 20 * time.Millisecond,
+		collectors: []collect.Collector{&counter{n: start}},
+		onSpooled: func(b *protocol.Batch) {
 			line, _ := json.Marshal(b)
 			rec.Write(append(line, '\n'))
 			rec.Sync()
-		}})
+		},
+	})
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		return 1
 	}
-	go lk.Run(ctx)
-	b.Run(ctx)
+	defer parts.spool.Close()
+	go parts.link.Run(ctx)
+	parts.batcher.Run(ctx)
 	return 0
 }
 

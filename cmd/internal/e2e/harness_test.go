@@ -273,40 +273,71 @@ type agentOpts struct {
 	spoolDir   string
 }
 
+// agentParts is an agent built from the real packages: spool, link and
+// batcher, wired as fleetagent wires them.
+type agentParts struct {
+	spool   *spool.Spool
+	link    *link.Link
+	batcher *agent.Batcher
+}
+
+type agentSetup struct {
+	spoolDir, url, caFile, token, version string
+	noSync                                bool
+	interval                              time.Duration
+	collectors                            []collect.Collector
+	onSpooled                             func(*protocol.Batch)
+}
+
+func buildAgent(c agentSetup) (*agentParts, error) {
+	sp, err := spool.Open(c.spoolDir, spool.Options{MaxBytes: 64 << 20, NoSync: c.noSync})
+	if err != nil {
+		return nil, err
+	}
+	tlsCfg, err := trust.ClientConfig("127.0.0.1", c.caFile, "")
+	if err != nil {
+		sp.Close()
+		return nil, err
+	}
+	lk, err := link.New(link.Config{
+		URL: c.url, Token: c.token, TLS: tlsCfg, Spool: sp,
+		Hello:      protocol.Hello{AgentVersion: c.version, BootID: "e2e"},
+		MinBackoff: 50 * time.Millisecond, MaxBackoff: 500 * time.Millisecond,
+	})
+	if err != nil {
+		sp.Close()
+		return nil, err
+	}
+	b, err := agent.NewBatcher(agent.Options{
+		Interval: c.interval, Collectors: c.collectors, Spool: sp, OnSpooled: c.onSpooled, HubMaxPoints: lk.MaxBatchPoints,
+	})
+	if err != nil {
+		sp.Close()
+		return nil, err
+	}
+	return &agentParts{spool: sp, link: lk, batcher: b}, nil
+}
+
 func startAgent(t testing.TB, h *hubProc, token string, o agentOpts) *testAgent {
 	t.Helper()
 	if o.spoolDir == "" {
 		o.spoolDir = t.TempDir()
 	}
-	sp, err := spool.Open(o.spoolDir, spool.Options{MaxBytes: 64 << 20, NoSync: true})
-	if err != nil {
-		t.Fatal(err)
-	}
-	tlsCfg, err := trust.ClientConfig("127.0.0.1", h.caFile(), "")
-	if err != nil {
-		t.Fatal(err)
-	}
-	a := &testAgent{t: t, spool: sp, done: make(chan struct{})}
-	a.link, err = link.New(link.Config{
-		URL: h.deviceURL(), Token: token, TLS: tlsCfg, Spool: sp,
-		Hello:      protocol.Hello{AgentVersion: "e2e", BootID: "e2e"},
-		MinBackoff: 50 * time.Millisecond, MaxBackoff: 500 * time.Millisecond,
+	a := &testAgent{t: t, done: make(chan struct{})}
+	parts, err := buildAgent(agentSetup{
+		spoolDir: o.spoolDir, url: h.deviceURL(), caFile: h.caFile(), token: token, version: "e2e",
+		noSync: true, interval: o.interval, collectors: o.collectors, onSpooled: a.record,
 	})
 	if err != nil {
 		t.Fatal(err)
 	}
-	b, err := agent.NewBatcher(agent.Options{
-		Interval: o.interval, Collectors: o.collectors, Spool: sp, OnSpooled: a.record,
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
+	a.spool, a.link = parts.spool, parts.link
 	ctx, cancel := context.WithCancel(context.Background())
 	a.cancel = cancel
 	var wg sync.WaitGroup
 	wg.Add(2)
-	go func() { defer wg.Done(); a.link.Run(ctx) }()
-	go func() { defer wg.Done(); b.Run(ctx) }()
+	go func() { defer wg.Done(); parts.link.Run(ctx) }()
+	go func() { defer wg.Done(); parts.batcher.Run(ctx) }()
 	go func() { wg.Wait(); close(a.done) }()
 	t.Cleanup(a.stop)
 	return a
