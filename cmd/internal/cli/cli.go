@@ -11,6 +11,7 @@ import (
 	"os"
 	"os/signal"
 	"runtime"
+	"strings"
 	"syscall"
 
 	"github.com/spf13/pflag"
@@ -64,6 +65,12 @@ func NewFlags(name, version, example string, stderr io.Writer) *Flags {
 	f.path = fs.StringP("config", "c", "", "config file (YAML), e.g. "+example)
 	f.print = fs.Bool("print-config", false, "print the effective config (secrets masked), check it and exit")
 	f.showVersion = fs.Bool("version", false, "print the version and exit")
+	fs.Usage = func() {
+		fmt.Fprintf(stderr, "Usage: %s [--config FILE] [--KEY VALUE ...]\n\n", name)
+		fmt.Fprintf(stderr, "Settings come from the config file (e.g. %s; a commented example is in deploy/),\nthen the environment\n", example)
+		fmt.Fprintf(stderr, "(%s_ + key in upper case, dots as _), then flags named like the key.\n\n", strings.ToUpper(name))
+		fs.PrintDefaults()
+	}
 	return f
 }
 
