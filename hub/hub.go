@@ -67,3 +67,9 @@ type DeviceStore interface {
 	AuthenticateDevice(ctx context.Context, token string) (Device, error)
 	TouchDevice(ctx context.Context, id string, seen time.Time, agentVersion string) error
 }
+
+// APITokenInfo is what an authenticated API token may do.
+type APITokenInfo struct {
+	Name string `json:"name"`
+	Role Role   `json:"role"`
+}
