@@ -56,6 +56,15 @@ func (r *Registry) Online(deviceID string) bool {
 	return r.sessions[deviceID] != nil
 }
 
+// Sender returns deviceID's live session as a command sender, or nil.
+func (r *Registry) Sender(deviceID string) CommandSender {
+	r.mu.Lock()
+	s := r.sessions[deviceID]
+	r.mu.Unlock()
+	cs, _ := s.(CommandSender)
+	return cs
+}
+
 // Count returns the number of live sessions.
 func (r *Registry) Count() int {
 	r.mu.Lock()
