@@ -10,17 +10,13 @@ import (
 	"sync"
 	"time"
 
+	"github.com/fleetwire/fleetwire/agent/proc"
 	"github.com/fleetwire/fleetwire/protocol"
 )
 
 // execPath is the PATH a program runs with: the FHS directories only, so
 // its behaviour does not depend on how the agent was started.
 const execPath = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
-
-// execWaitDelay bounds how long Wait waits for stdout and stderr to close
-// after the program exited or was killed: a daemonized grandchild that left
-// the process group may hold them open forever.
-const execWaitDelay = time.Second
 
 // maxStderr is how much of stderr is kept to explain a failure.
 const maxStderr = 256
@@ -144,8 +140,8 @@ func (e *execCollector) run(ctx context.Context) execResult {
 	cmd := exec.CommandContext(ctx, e.cfg.Command[0], e.cfg.Command[1:]...)
 	cmd.Env = e.env
 	cmd.Stdout, cmd.Stderr = stdout, stderr // stdin stays nil: /dev/null
-	cmd.WaitDelay = execWaitDelay
-	killGroupOnCancel(cmd)
+	// Own process group, killed whole on timeout or Close.
+	proc.Prepare(cmd)
 	start := time.Now()
 	err := cmd.Run()
 	e.stdout = stdout.buf
