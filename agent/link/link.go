@@ -38,6 +38,9 @@ type Config struct {
 	Hello         protocol.Hello
 	Spool         Spool
 	Logger        *slog.Logger
+	// OnCommand, if set, receives every command from the hub. It runs on
+	// the reader goroutine and must return quickly.
+	OnCommand func(protocol.Command)
 
 	MinBackoff       time.Duration // default 1s
 	MaxBackoff       time.Duration // default 60s
@@ -110,6 +113,8 @@ type Link struct {
 	batchesOut atomic.Uint64
 	lastAcked  atomic.Uint64
 	maxPoints  atomic.Int64 // welcome.settings.max_batch_points of the last session
+	results    chan []byte  // encoded command results waiting for a session
+	dropped    atomic.Uint64
 
 	mu      sync.Mutex // guards lastErr and retryIn
 	lastErr string
@@ -122,7 +127,14 @@ func New(cfg Config) (*Link, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
-	l := &Link{cfg: cfg}
+	l := &Link{cfg: cfg, results: make(chan []byte, 256)}
+	if l.cfg.OnCommand == nil {
+		// Without an executor every command is refused at once, so the hub
+		// does not keep redelivering it until its TTL.
+		l.cfg.OnCommand = func(c protocol.Command) {
+			l.SendResult(protocol.CommandResult{ID: c.ID, State: "rejected", Error: "this agent does not run commands"})
+		}
+	}
 	l.dialer = websocket.Dialer{
 		Proxy:            http.ProxyFromEnvironment,
 		HandshakeTimeout: cfg.HandshakeTimeout,
@@ -145,6 +157,23 @@ func (l *Link) Stats() Stats {
 		LastAcked:  l.lastAcked.Load(),
 		LastError:  l.lastErr,
 		RetryIn:    l.retryIn,
+	}
+}
+
+// SendResult queues a command result for the hub without blocking. Results
+// wait for the next session; if too many pile up the newest are dropped:
+// the hub redelivers unfinished commands after a reconnect and the agent
+// re-reports their stored results, so nothing final is lost.
+func (l *Link) SendResult(r protocol.CommandResult) {
+	data, err := protocol.Encode(&r)
+	if err != nil {
+		l.cfg.Logger.Error("encode command result", "id", r.ID, "err", err)
+		return
+	}
+	select {
+	case l.results <- data:
+	default:
+		l.dropped.Add(1)
 	}
 }
 

@@ -34,7 +34,7 @@ func (l *Link) session(ctx context.Context) (welcomed bool, err error) {
 
 	sctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	r := newReader(conn, w)
+	r := newReader(conn, w, l.cfg.OnCommand)
 	var wg sync.WaitGroup
 	wg.Add(1)
 	go func() { defer wg.Done(); r.run(sctx) }()
@@ -162,6 +162,11 @@ func (l *Link) sendLoop(ctx context.Context, conn *websocket.Conn, w *protocol.W
 		case <-r.done:
 			return r.err()
 		case <-notify:
+		case data := <-l.results:
+			conn.SetWriteDeadline(time.Now().Add(l.cfg.WriteTimeout))
+			if err := conn.WriteMessage(websocket.BinaryMessage, data); err != nil {
+				return fmt.Errorf("send command result: %w", err)
+			}
 		case seq := <-r.acks:
 			if err := l.cfg.Spool.Ack(seq); err != nil {
 				return fmt.Errorf("ack spool: %w", err)
@@ -192,19 +197,20 @@ func (l *Link) closeConn(conn *websocket.Conn, cause error) {
 
 // reader owns the connection's reads for one session.
 type reader struct {
-	conn *websocket.Conn
-	idle time.Duration
-	acks chan uint64
-	done chan struct{}
-	mu   sync.Mutex
-	e    error
+	conn      *websocket.Conn
+	onCommand func(protocol.Command)
+	idle      time.Duration
+	acks      chan uint64
+	done      chan struct{}
+	mu        sync.Mutex
+	e         error
 }
 
-func newReader(conn *websocket.Conn, w *protocol.Welcome) *reader {
+func newReader(conn *websocket.Conn, w *protocol.Welcome, onCommand func(protocol.Command)) *reader {
 	// 2.5 missed hub pings mean the path is dead even if TCP has not
 	// noticed (SPEC.md 5.5).
 	idle := time.Duration(w.Settings.PingIntervalMs) * time.Millisecond * 5 / 2
-	r := &reader{conn: conn, idle: idle, acks: make(chan uint64, 1), done: make(chan struct{})}
+	r := &reader{conn: conn, onCommand: onCommand, idle: idle, acks: make(chan uint64, 1), done: make(chan struct{})}
 	conn.SetPingHandler(func(data string) error {
 		conn.SetReadDeadline(time.Now().Add(r.idle))
 		err := conn.WriteControl(websocket.PongMessage, []byte(data), time.Now().Add(5*time.Second))
@@ -230,9 +236,11 @@ func (r *reader) run(ctx context.Context) {
 		switch m := msg.(type) {
 		case *protocol.Ack:
 			r.deliverAck(ctx, m.Seq)
+		case *protocol.Command:
+			if r.onCommand != nil {
+				r.onCommand(*m)
+			}
 		default:
-			// Commands arrive in a later protocol feature; anything else
-			// unexpected is logged by the caller through the error.
 			r.setErr(fmt.Errorf("unexpected message %T", msg))
 			return
 		}

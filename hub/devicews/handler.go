@@ -29,6 +29,9 @@ type Config struct {
 	Ingester    *hub.Ingester
 	Metrics     *hub.Metrics
 	Logger      *slog.Logger
+	// Commands, if set, gets each device's command results and learns when
+	// a device connects (to deliver its pending commands).
+	Commands Commands
 
 	Limits           protocol.Limits
 	MaxMessageBytes  int           // default protocol.DefaultMaxMessageBytes
@@ -65,6 +68,12 @@ func (c *Config) setDefaults() {
 	if c.Logger == nil {
 		c.Logger = slog.New(slog.DiscardHandler)
 	}
+}
+
+// Commands is the hub's command service as device sessions see it.
+type Commands interface {
+	DeviceConnected(deviceID string)
+	HandleResult(ctx context.Context, deviceID string, r *protocol.CommandResult) error
 }
 
 // Handler serves the device endpoint (GET /v1/device).

@@ -50,7 +50,7 @@ func newSession(h *Handler, conn *websocket.Conn, dev hub.Device) *session {
 	return &session{
 		h: h, conn: conn, dev: dev, ctx: ctx, cancel: cancel,
 		log:     h.cfg.Logger.With("device", dev.ID, "remote", conn.RemoteAddr().String()),
-		out:     make(chan []byte, 4),
+		out:     make(chan []byte, 64),
 		ackWake: make(chan struct{}, 1),
 	}
 }
@@ -82,6 +82,9 @@ func (s *session) run() {
 		return
 	}
 	s.log.Info("device connected", "agent_version", hello.AgentVersion, "boot_id", hello.BootID)
+	if cfg.Commands != nil {
+		cfg.Commands.DeviceConnected(s.dev.ID)
+	}
 	s.readLoop()
 }
 
@@ -189,6 +192,9 @@ func (s *session) readLoop() {
 				s.log.Info("session closed", "err", err)
 				return
 			}
+		case *protocol.CommandResult:
+			s.h.cfg.Metrics.Messages.WithLabelValues("command_result").Inc()
+			s.handleResult(m)
 		default:
 			s.bad("unexpected_type")
 			s.Close(protocol.CloseProtocolError, fmt.Sprintf("unexpected message %T", msg))
@@ -238,6 +244,38 @@ func (s *session) abort() {
 		s.cancel()
 		_ = s.conn.Close()
 	})
+}
+
+// handleResult records a command result. A bad one (unknown command,
+// another device's command) is counted and logged; it does not end the
+// session.
+func (s *session) handleResult(r *protocol.CommandResult) {
+	if s.h.cfg.Commands == nil {
+		s.bad("commands_disabled")
+		return
+	}
+	ctx, cancel := context.WithTimeout(s.ctx, 10*time.Second)
+	defer cancel()
+	if err := s.h.cfg.Commands.HandleResult(ctx, s.dev.ID, r); err != nil {
+		s.bad("command_result")
+		s.log.Warn("command result refused", "id", r.ID, "state", r.State, "err", err)
+	}
+}
+
+// SendCommand queues a command for the device (hub.CommandSender).
+func (s *session) SendCommand(ctx context.Context, cmd *protocol.Command) error {
+	data, err := protocol.Encode(cmd)
+	if err != nil {
+		return err
+	}
+	select {
+	case s.out <- data:
+		return nil
+	case <-s.ctx.Done():
+		return errors.New("session closed")
+	case <-ctx.Done():
+		return ctx.Err()
+	}
 }
 
 // send queues an encoded message for writeLoop.
