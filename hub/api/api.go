@@ -80,7 +80,7 @@ func (s *server) authenticate(next http.Handler) http.Handler {
 			writeError(w, http.StatusUnauthorized, "missing API token (Authorization: Bearer fwa_...)")
 			return
 		}
-		name, err := s.cfg.Store.AuthenticateAPIToken(r.Context(), token)
+		info, err := s.cfg.Store.AuthenticateAPIToken(r.Context(), token)
 		if err != nil {
 			if !errors.Is(err, hub.ErrUnauthorized) {
 				s.internalError(w, r, err)
@@ -90,7 +90,7 @@ func (s *server) authenticate(next http.Handler) http.Handler {
 			writeError(w, http.StatusUnauthorized, "invalid API token")
 			return
 		}
-		next.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), ctxKey{}, name)))
+		next.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), ctxKey{}, info.Name)))
 	})
 }
 

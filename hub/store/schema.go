@@ -36,6 +36,10 @@ var migrations = []string{
 		error     TEXT NOT NULL,
 		at        INTEGER NOT NULL
 	) STRICT;`,
+	// 2: API token roles. Tokens made before roles existed could do
+	// everything, so they stay admin.
+	`ALTER TABLE api_tokens ADD COLUMN role TEXT NOT NULL DEFAULT 'admin'
+		CHECK (role IN ('viewer', 'operator', 'admin'));`,
 }
 
 // migrate applies the missing migrations in one transaction, so a crash

@@ -135,7 +135,7 @@ func TestAuthenticateBadTokens(t *testing.T) {
 	ctx := context.Background()
 	s, _ := openTest(t)
 	_, tok := mustCreate(t, s, "pi-01", nil)
-	apiTok, err := s.CreateAPIToken(ctx, "ops")
+	apiTok, err := s.CreateAPIToken(ctx, "ops", hub.RoleOperator)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -182,7 +182,7 @@ func TestTokenFormat(t *testing.T) {
 		}
 		seen[tok] = true
 	}
-	api, err := s.CreateAPIToken(context.Background(), "ci")
+	api, err := s.CreateAPIToken(context.Background(), "ci", hub.RoleViewer)
 	if err != nil || !strings.HasPrefix(api, APITokenPrefix) || len(api) != 4+43 {
 		t.Fatalf("api token %q, %v", api, err)
 	}
@@ -247,8 +247,8 @@ func TestReopenKeepsData(t *testing.T) {
 	if d, err := s2.AuthenticateDevice(ctx, tok); err != nil || d.Labels["site"] != "lab" {
 		t.Fatalf("device after reopen: %+v, %v", d, err)
 	}
-	if name, err := s2.AuthenticateAPIToken(ctx, admin); err != nil || name != "admin" {
-		t.Fatalf("admin token after reopen: %q, %v", name, err)
+	if info, err := s2.AuthenticateAPIToken(ctx, admin); err != nil || info.Name != "admin" || info.Role != hub.RoleAdmin {
+		t.Fatalf("admin token after reopen: %+v, %v", info, err)
 	}
 	if n, err := s2.CountDeadLetters(ctx); err != nil || n != 1 {
 		t.Fatalf("dead letters after reopen: %d, %v", n, err)
@@ -298,15 +298,15 @@ func TestEnsureAdminToken(t *testing.T) {
 	if err != nil || created2 || tok2 != "" {
 		t.Fatalf("second EnsureAdminToken = %q, %v, %v; want \"\", false, nil", tok2, created2, err)
 	}
-	if name, err := s.AuthenticateAPIToken(ctx, tok); err != nil || name != AdminTokenName {
-		t.Fatalf("AuthenticateAPIToken = %q, %v", name, err)
+	if info, err := s.AuthenticateAPIToken(ctx, tok); err != nil || info.Name != AdminTokenName || info.Role != hub.RoleAdmin {
+		t.Fatalf("AuthenticateAPIToken = %+v, %v", info, err)
 	}
 }
 
 func TestEnsureAdminTokenSkipsWhenAnyTokenExists(t *testing.T) {
 	ctx := context.Background()
 	s, _ := openTest(t)
-	if _, err := s.CreateAPIToken(ctx, "ci"); err != nil {
+	if _, err := s.CreateAPIToken(ctx, "ci", hub.RoleViewer); err != nil {
 		t.Fatal(err)
 	}
 	if tok, created, err := s.EnsureAdminToken(ctx); err != nil || created || tok != "" {
@@ -317,15 +317,15 @@ func TestEnsureAdminTokenSkipsWhenAnyTokenExists(t *testing.T) {
 func TestAPITokens(t *testing.T) {
 	ctx := context.Background()
 	s, _ := openTest(t)
-	tok, err := s.CreateAPIToken(ctx, "ci")
+	tok, err := s.CreateAPIToken(ctx, "ci", hub.RoleOperator)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := s.CreateAPIToken(ctx, "ci"); !errors.Is(err, hub.ErrConflict) {
+	if _, err := s.CreateAPIToken(ctx, "ci", hub.RoleOperator); !errors.Is(err, hub.ErrConflict) {
 		t.Fatalf("duplicate name: %v, want ErrConflict", err)
 	}
 	for _, name := range []string{"", "has space", strings.Repeat("a", 65)} {
-		if _, err := s.CreateAPIToken(ctx, name); !errors.Is(err, hub.ErrInvalidInput) {
+		if _, err := s.CreateAPIToken(ctx, name, hub.RoleOperator); !errors.Is(err, hub.ErrInvalidInput) {
 			t.Errorf("name %q: %v, want ErrInvalidInput", name, err)
 		}
 	}
