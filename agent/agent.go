@@ -38,7 +38,9 @@ type Options struct {
 
 // Batcher collects on a ticker and spools the result.
 type Batcher struct {
-	opt Options
+	opt      Options
+	interval chan time.Duration // SetInterval -> Run
+	now      chan struct{}      // CollectNow -> Run
 	// errLog limits collector error logs to one per collector per 10 min:
 	// a broken sensor must not flood an SD card with logs.
 	mu     sync.Mutex
@@ -62,7 +64,8 @@ func NewBatcher(opt Options) (*Batcher, error) {
 	if opt.Now == nil {
 		opt.Now = time.Now
 	}
-	return &Batcher{opt: opt, errLog: make(map[string]time.Time)}, nil
+	return &Batcher{opt: opt, errLog: make(map[string]time.Time),
+		interval: make(chan time.Duration, 1), now: make(chan struct{}, 1)}, nil
 }
 
 // Run collects once at start and then every interval until ctx ends.
@@ -78,7 +81,33 @@ func (b *Batcher) Run(ctx context.Context) error {
 		case <-ctx.Done():
 			return ctx.Err()
 		case <-t.C:
+		case <-b.now:
+		case d := <-b.interval:
+			t.Reset(d)
+			b.opt.Logger.Info("collection interval changed", "interval", d)
 		}
+	}
+}
+
+// SetInterval changes the collection interval of a running batcher (until
+// the agent restarts; the config file is not changed).
+func (b *Batcher) SetInterval(d time.Duration) error {
+	if d < 100*time.Millisecond {
+		return errors.New("interval must be at least 100ms")
+	}
+	select {
+	case b.interval <- d:
+		return nil
+	default:
+		return errors.New("an interval change is already pending")
+	}
+}
+
+// CollectNow makes a running batcher collect at once.
+func (b *Batcher) CollectNow() {
+	select {
+	case b.now <- struct{}{}:
+	default: // one pending trigger is enough
 	}
 }
 

@@ -88,3 +88,50 @@ func TestHubLimitSplitsSmaller(t *testing.T) {
 		t.Fatalf("batch sizes %v, want [4 4 2]", sizes)
 	}
 }
+
+// counting counts collections.
+type counting struct{ n chan struct{} }
+
+func (c counting) Name() string { return "counting" }
+func (c counting) Collect(context.Context) ([]protocol.Point, error) {
+	c.n <- struct{}{}
+	return []protocol.Point{{Name: "x.v", Value: int64(1)}}, nil
+}
+
+func TestCollectNowAndSetInterval(t *testing.T) {
+	sp, err := spool.Open(t.TempDir(), spool.Options{NoSync: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sp.Close()
+	c := counting{n: make(chan struct{}, 100)}
+	b, err := NewBatcher(Options{Interval: time.Hour, Collectors: []collect.Collector{c}, Spool: sp})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- b.Run(ctx) }()
+	<-c.n // the collection at start
+	b.CollectNow()
+	select {
+	case <-c.n:
+	case <-time.After(5 * time.Second):
+		t.Fatal("CollectNow did not collect")
+	}
+	if err := b.SetInterval(time.Millisecond); err == nil {
+		t.Fatal("1ms interval accepted")
+	}
+	if err := b.SetInterval(100 * time.Millisecond); err != nil {
+		t.Fatal(err)
+	}
+	for i := 0; i < 2; i++ { // the hour-long ticker was replaced
+		select {
+		case <-c.n:
+		case <-time.After(5 * time.Second):
+			t.Fatal("new interval not applied")
+		}
+	}
+	cancel()
+	<-done
+}
