@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/fleetwire/fleetwire/agent/collect"
+	"github.com/fleetwire/fleetwire/agent/command"
 	"github.com/fleetwire/fleetwire/cmd/internal/config"
 	"github.com/fleetwire/fleetwire/protocol"
 )
@@ -13,12 +14,13 @@ import (
 // Config is the agent's configuration (YAML file, FLEETAGENT_* environment,
 // flags). deploy/fleetagent.yaml documents every key.
 type Config struct {
-	DeviceID string        `mapstructure:"device_id"`
-	Hub      HubConfig     `mapstructure:"hub"`
-	Interval time.Duration `mapstructure:"interval"`
-	Spool    SpoolConfig   `mapstructure:"spool"`
-	Collect  CollectConfig `mapstructure:"collect"`
-	Log      LogConfig     `mapstructure:"log"`
+	DeviceID string         `mapstructure:"device_id"`
+	Hub      HubConfig      `mapstructure:"hub"`
+	Interval time.Duration  `mapstructure:"interval"`
+	Spool    SpoolConfig    `mapstructure:"spool"`
+	Collect  CollectConfig  `mapstructure:"collect"`
+	Commands command.Config `mapstructure:"commands"`
+	Log      LogConfig      `mapstructure:"log"`
 }
 
 // HubConfig says where the hub is and how to trust it.
@@ -57,6 +59,7 @@ func defaultConfig() Config {
 		Interval: 10 * time.Second,
 		Spool:    SpoolConfig{Dir: "/var/lib/fleetagent/spool", MaxBytes: 64 << 20},
 		Collect:  CollectConfig{Disks: []string{"/"}, ThermalDir: "/sys/class/thermal", MaxPoints: 1000},
+		Commands: command.Config{Enabled: true},
 		Log:      LogConfig{Level: "info", Format: "text"},
 	}
 }
@@ -83,6 +86,9 @@ func (c *Config) Validate() error {
 		errs = append(errs, fmt.Errorf("collect.max_points_per_batch: must be 1..%d", protocol.DefaultLimits.MaxPoints))
 	}
 	if err := c.collectConfig().Validate(); err != nil {
+		errs = append(errs, err)
+	}
+	if err := c.commandConfig().Validate(); err != nil {
 		errs = append(errs, err)
 	}
 	return errors.Join(errs...)

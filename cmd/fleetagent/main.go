@@ -12,9 +12,11 @@ import (
 	"net/url"
 	"os"
 	"runtime"
+	"sync/atomic"
 
 	"github.com/fleetwire/fleetwire/agent"
 	"github.com/fleetwire/fleetwire/agent/collect"
+	"github.com/fleetwire/fleetwire/agent/command"
 	"github.com/fleetwire/fleetwire/agent/link"
 	"github.com/fleetwire/fleetwire/agent/spool"
 	"github.com/fleetwire/fleetwire/agent/trust"
@@ -35,6 +37,9 @@ type Main struct {
 	stderr io.Writer
 	// OnSpooled is passed to the batcher (tests).
 	OnSpooled func(*protocol.Batch)
+	// Restart replaces the process after agent.restart (default: re-exec
+	// this binary with the same arguments; tests override it).
+	Restart func() error
 }
 
 // NewMain returns a Main with default config.
@@ -71,7 +76,8 @@ func (m *Main) Run(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	lk, err := m.newLink(sp, log)
+	var exec *command.Executor
+	lk, err := m.newLink(sp, log, func(c protocol.Command) { exec.Handle(c) })
 	if err != nil {
 		return err
 	}
@@ -82,20 +88,30 @@ func (m *Main) Run(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	log.Info("fleetagent starting", "version", version, "hub", cfg.Hub.URL, "interval", cfg.Interval, "spool", cfg.Spool.Dir)
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
+	var restart atomic.Bool
+	exec, err = command.New(cfg.commandConfig(), m.builtins(sp, lk, batcher, collectors, func() { restart.Store(true); cancel() }), lk.SendResult, log)
+	if err != nil {
+		return err
+	}
+	log.Info("fleetagent starting", "version", version, "hub", cfg.Hub.URL, "interval", cfg.Interval, "spool", cfg.Spool.Dir)
 	errc := make(chan error, 2)
 	go func() { errc <- lk.Run(ctx) }()
 	go func() { errc <- batcher.Run(ctx) }()
 	err = <-errc
 	cancel()
 	<-errc
+	exec.Close()
 	log.Info("fleetagent stopped", "spool_batches", sp.Stats().Batches)
+	if restart.Load() {
+		sp.Close()
+		return m.restart()
+	}
 	return err
 }
 
-func (m *Main) newLink(sp *spool.Spool, log *slog.Logger) (*link.Link, error) {
+func (m *Main) newLink(sp *spool.Spool, log *slog.Logger, onCommand func(protocol.Command)) (*link.Link, error) {
 	cfg := &m.Config
 	u, err := url.Parse(cfg.Hub.URL)
 	if err != nil {
@@ -108,7 +124,7 @@ func (m *Main) newLink(sp *spool.Spool, log *slog.Logger) (*link.Link, error) {
 	host, _ := os.Hostname()
 	return link.New(link.Config{
 		URL: cfg.Hub.URL, Token: cfg.Hub.Token, TLS: tlsCfg, AllowInsecure: cfg.Hub.AllowInsecure,
-		Spool: sp, Logger: log,
+		Spool: sp, Logger: log, OnCommand: onCommand,
 		Hello: protocol.Hello{
 			AgentVersion: version, BootID: bootID(), Hostname: host,
 			Arch: runtime.GOOS + "/" + arch(), Capabilities: []string{"telemetry"},

@@ -40,6 +40,9 @@ type Server struct {
 	reg      *prometheus.Registry
 	registry *hub.Registry
 	ingester *hub.Ingester
+	commands *hub.CommandService
+	cmdStop  context.CancelFunc
+	cmdDone  chan struct{}
 	devices  *devicews.Handler
 	tls      *tls.Config
 	certInfo *certs.Info
@@ -133,8 +136,10 @@ func (s *Server) wire() {
 	s.ingester = hub.NewIngester(hub.IngestConfig{
 		QueuePoints: cfg.Ingest.QueuePoints, Workers: cfg.Ingest.Workers, MaxWritePoints: cfg.Ingest.MaxWritePoints,
 	}, s.sink, m, s.log)
+	s.commands = hub.NewCommandService(s.store, s.registry, hub.NewCommandMetrics(s.reg), s.log)
 	s.devices = devicews.New(devicews.Config{
 		Store: s.store, DeadLetters: s.store, Registry: s.registry, Ingester: s.ingester, Metrics: m, Logger: s.log,
+		Commands:        s.commands,
 		Limits:          protocol.Limits{MaxPoints: cfg.Device.MaxPoints},
 		MaxMessageBytes: int(cfg.Device.MaxMessageBytes), MaxInflight: cfg.Device.MaxInflight,
 		PingInterval: cfg.Device.PingInterval, HelloTimeout: cfg.Device.HelloTimeout,
@@ -142,7 +147,7 @@ func (s *Server) wire() {
 	mux := http.NewServeMux()
 	mux.Handle("GET /v1/device", s.devices)
 	mux.Handle("/api/", api.New(api.Config{
-		Store: s.store, Sessions: s.registry, Logger: s.log,
+		Store: s.store, Sessions: s.registry, Commands: s.commands, Logger: s.log,
 		HubURL: s.deviceURL(), CAFingerprint: s.caFingerprint(),
 	}))
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) { io.WriteString(w, "ok\n") })
@@ -175,7 +180,7 @@ func (s *Server) ready(w http.ResponseWriter, r *http.Request) {
 	io.WriteString(w, "ready\n")
 }
 
-// Listen opens the listening socket.
+// Listen opens the listening socket and starts the command service.
 func (s *Server) Listen() error {
 	ln, err := net.Listen("tcp", s.cfg.Listen)
 	if err != nil {
@@ -185,6 +190,9 @@ func (s *Server) Listen() error {
 		ln = tls.NewListener(ln, s.tls)
 	}
 	s.ln = ln
+	ctx, cancel := context.WithCancel(context.Background())
+	s.cmdStop, s.cmdDone = cancel, make(chan struct{})
+	go func() { defer close(s.cmdDone); s.commands.Run(ctx) }()
 	s.announce()
 	return nil
 }
@@ -266,6 +274,10 @@ func (s *Server) Close(ctx context.Context) error {
 	}
 	if s.devices != nil {
 		errs = append(errs, s.devices.Close(ctx))
+	}
+	if s.cmdStop != nil {
+		s.cmdStop()
+		<-s.cmdDone
 	}
 	if s.ingester != nil {
 		errs = append(errs, s.ingester.Close(ctx))

@@ -49,7 +49,7 @@ func deviceProcMain() int {
 		fmt.Fprintln(os.Stderr, err)
 		return 1
 	}
-	defer parts.spool.Close()
+	defer parts.close()
 	go parts.link.Run(ctx)
 	parts.batcher.Run(ctx)
 	return 0

@@ -26,6 +26,7 @@ import (
 
 	"github.com/fleetwire/fleetwire/agent"
 	"github.com/fleetwire/fleetwire/agent/collect"
+	"github.com/fleetwire/fleetwire/agent/command"
 	"github.com/fleetwire/fleetwire/agent/link"
 	"github.com/fleetwire/fleetwire/agent/spool"
 	"github.com/fleetwire/fleetwire/agent/trust"
@@ -258,6 +259,7 @@ type deviceJSON struct {
 // testAgent is an agent running in this process on the real agent code.
 type testAgent struct {
 	t      testing.TB
+	parts  *agentParts
 	spool  *spool.Spool
 	link   *link.Link
 	cancel context.CancelFunc
@@ -271,14 +273,24 @@ type agentOpts struct {
 	interval   time.Duration
 	collectors []collect.Collector
 	spoolDir   string
+	commands   *command.Config
 }
 
 // agentParts is an agent built from the real packages: spool, link and
 // batcher, wired as fleetagent wires them.
 type agentParts struct {
-	spool   *spool.Spool
-	link    *link.Link
-	batcher *agent.Batcher
+	spool    *spool.Spool
+	link     *link.Link
+	batcher  *agent.Batcher
+	executor *command.Executor // nil without commands
+}
+
+// close releases what buildAgent opened (after Run returned).
+func (p *agentParts) close() {
+	if p.executor != nil {
+		p.executor.Close()
+	}
+	p.spool.Close()
 }
 
 type agentSetup struct {
@@ -287,6 +299,7 @@ type agentSetup struct {
 	interval                              time.Duration
 	collectors                            []collect.Collector
 	onSpooled                             func(*protocol.Batch)
+	commands                              *command.Config
 }
 
 func buildAgent(c agentSetup) (*agentParts, error) {
@@ -299,23 +312,37 @@ func buildAgent(c agentSetup) (*agentParts, error) {
 		sp.Close()
 		return nil, err
 	}
-	lk, err := link.New(link.Config{
+	parts := &agentParts{spool: sp}
+	lcfg := link.Config{
 		URL: c.url, Token: c.token, TLS: tlsCfg, Spool: sp,
 		Hello:      protocol.Hello{AgentVersion: c.version, BootID: "e2e"},
 		MinBackoff: 50 * time.Millisecond, MaxBackoff: 500 * time.Millisecond,
-	})
+	}
+	if c.commands != nil {
+		lcfg.OnCommand = func(cmd protocol.Command) { parts.executor.Handle(cmd) }
+	}
+	lk, err := link.New(lcfg)
 	if err != nil {
 		sp.Close()
 		return nil, err
+	}
+	parts.link = lk
+	if c.commands != nil {
+		parts.executor, err = command.New(*c.commands, command.Builtins{}, lk.SendResult, nil)
+		if err != nil {
+			sp.Close()
+			return nil, err
+		}
 	}
 	b, err := agent.NewBatcher(agent.Options{
 		Interval: c.interval, Collectors: c.collectors, Spool: sp, OnSpooled: c.onSpooled, HubMaxPoints: lk.MaxBatchPoints,
 	})
 	if err != nil {
-		sp.Close()
+		parts.close()
 		return nil, err
 	}
-	return &agentParts{spool: sp, link: lk, batcher: b}, nil
+	parts.batcher = b
+	return parts, nil
 }
 
 func startAgent(t testing.TB, h *hubProc, token string, o agentOpts) *testAgent {
@@ -327,11 +354,12 @@ func startAgent(t testing.TB, h *hubProc, token string, o agentOpts) *testAgent 
 	parts, err := buildAgent(agentSetup{
 		spoolDir: o.spoolDir, url: h.deviceURL(), caFile: h.caFile(), token: token, version: "e2e",
 		noSync: true, interval: o.interval, collectors: o.collectors, onSpooled: a.record,
+		commands: o.commands,
 	})
 	if err != nil {
 		t.Fatal(err)
 	}
-	a.spool, a.link = parts.spool, parts.link
+	a.parts, a.spool, a.link = parts, parts.spool, parts.link
 	ctx, cancel := context.WithCancel(context.Background())
 	a.cancel = cancel
 	var wg sync.WaitGroup
@@ -367,7 +395,7 @@ func (a *testAgent) stop() {
 	}
 	a.cancel()
 	<-a.done
-	a.spool.Close()
+	a.parts.close()
 }
 
 // stopCollecting freezes production: the agent keeps its link but spools
