@@ -1,10 +1,13 @@
 // Package api is fleethub's admin REST API (/api/v1), the server side of
-// fleetctl. Every route needs an API token (Authorization: Bearer fwa_...).
+// fleetctl. Every route needs an API token (Authorization: Bearer fwa_...)
+// whose role allows it: viewer reads, operator also sends and cancels
+// commands, admin also manages devices and tokens.
 package api
 
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
 	"net/http"
@@ -26,6 +29,8 @@ type Sessions interface {
 type Config struct {
 	Store    *store.Store
 	Sessions Sessions
+	// Commands serves the command routes; nil answers them with 503.
+	Commands Commands
 	Logger   *slog.Logger
 	// HubURL is the wss:// URL agents dial; it goes into the agent config
 	// returned when a device is added.
@@ -49,13 +54,25 @@ func New(cfg Config) http.Handler {
 	if s.log == nil {
 		s.log = slog.New(slog.NewTextHandler(io.Discard, nil))
 	}
+	viewer, operator, admin := s.need(hub.RoleViewer), s.need(hub.RoleOperator), s.need(hub.RoleAdmin)
+	cmds := s.commandsEnabled
 	mux := http.NewServeMux()
-	mux.HandleFunc("POST /api/v1/devices", s.createDevice)
-	mux.HandleFunc("GET /api/v1/devices", s.listDevices)
-	mux.HandleFunc("GET /api/v1/devices/{id}", s.getDevice)
-	mux.HandleFunc("POST /api/v1/devices/{id}/revoke", s.revokeDevice)
-	mux.HandleFunc("DELETE /api/v1/devices/{id}", s.deleteDevice)
-	mux.HandleFunc("GET /api/v1/deadletters", s.listDeadLetters)
+	mux.HandleFunc("POST /api/v1/devices", admin(s.createDevice))
+	mux.HandleFunc("GET /api/v1/devices", viewer(s.listDevices))
+	mux.HandleFunc("GET /api/v1/devices/{id}", viewer(s.getDevice))
+	mux.HandleFunc("POST /api/v1/devices/{id}/revoke", admin(s.revokeDevice))
+	mux.HandleFunc("DELETE /api/v1/devices/{id}", admin(s.deleteDevice))
+	mux.HandleFunc("GET /api/v1/deadletters", viewer(s.listDeadLetters))
+	mux.HandleFunc("POST /api/v1/commands", operator(cmds(s.sendCommand)))
+	mux.HandleFunc("GET /api/v1/commands", viewer(cmds(s.listCommands)))
+	mux.HandleFunc("GET /api/v1/commands/{id}", viewer(cmds(s.getCommand)))
+	mux.HandleFunc("POST /api/v1/commands/{id}/cancel", operator(cmds(s.cancelCommand)))
+	mux.HandleFunc("GET /api/v1/bulk/{id}", viewer(cmds(s.getBulk)))
+	// Token names and roles are no secret, but who may call the API is the
+	// admin's business: every token route needs admin.
+	mux.HandleFunc("POST /api/v1/tokens", admin(s.createToken))
+	mux.HandleFunc("GET /api/v1/tokens", admin(s.listTokens))
+	mux.HandleFunc("DELETE /api/v1/tokens/{name}", admin(s.deleteToken))
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusNotFound, "no such API route: "+r.Method+" "+r.URL.Path)
 	})
@@ -65,10 +82,45 @@ func New(cfg Config) http.Handler {
 
 type ctxKey struct{}
 
+// caller returns the API token that authorized r.
+func caller(r *http.Request) hub.APITokenInfo {
+	info, _ := r.Context().Value(ctxKey{}).(hub.APITokenInfo)
+	return info
+}
+
 // tokenName returns the name of the API token that authorized r.
-func tokenName(r *http.Request) string {
-	name, _ := r.Context().Value(ctxKey{}).(string)
-	return name
+func tokenName(r *http.Request) string { return caller(r).Name }
+
+// need returns a wrapper that refuses callers whose role does not include
+// role with a 403 naming the role needed.
+func (s *server) need(role hub.Role) func(http.HandlerFunc) http.HandlerFunc {
+	return func(next http.HandlerFunc) http.HandlerFunc {
+		return func(w http.ResponseWriter, r *http.Request) {
+			c := caller(r)
+			if !c.Role.Allows(role) {
+				writeError(w, http.StatusForbidden, fmt.Sprintf("forbidden: this needs the %s role; API token %q has the %s role", role, c.Name, orNone(c.Role)))
+				return
+			}
+			next(w, r)
+		}
+	}
+}
+
+func orNone(r hub.Role) hub.Role {
+	if r == "" {
+		return "(none)"
+	}
+	return r
+}
+
+// commandsEnabled answers 503 when the hub runs without a command service.
+func (s *server) commandsEnabled(next http.HandlerFunc) http.HandlerFunc {
+	if s.cfg.Commands != nil {
+		return next
+	}
+	return func(w http.ResponseWriter, _ *http.Request) {
+		writeError(w, http.StatusServiceUnavailable, "commands are not enabled on this hub")
+	}
 }
 
 // authenticate checks the Bearer API token before any route runs.
@@ -90,7 +142,7 @@ func (s *server) authenticate(next http.Handler) http.Handler {
 			writeError(w, http.StatusUnauthorized, "invalid API token")
 			return
 		}
-		next.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), ctxKey{}, info.Name)))
+		next.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), ctxKey{}, info)))
 	})
 }
 

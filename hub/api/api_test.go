@@ -50,6 +50,8 @@ type env struct {
 	t     *testing.T
 	srv   *httptest.Server
 	st    *store.Store
+	svc   *hub.CommandService
+	waits chan string // ids of long polls that reached Commands.Wait
 	token string
 	disc  *recorder
 }
@@ -66,7 +68,8 @@ func newEnv(t *testing.T) *env {
 	if err != nil {
 		t.Fatal(err)
 	}
-	e := &env{t: t, st: st, token: tok, disc: &recorder{}}
+	svc := hub.NewCommandService(st, hub.NewRegistry(hub.NewMetrics(nil)), hub.NewCommandMetrics(nil), nil)
+	e := &env{t: t, st: st, svc: svc, waits: make(chan string, 16), token: tok, disc: &recorder{}}
 	sess := &fakeSessions{
 		OnlineFn: func(id string) bool { return id == "pi-online" },
 		DisconnectFn: func(id, reason string) {
@@ -77,7 +80,7 @@ func newEnv(t *testing.T) *env {
 		},
 	}
 	e.srv = httptest.NewServer(New(Config{
-		Store: st, Sessions: sess, HubURL: "wss://hub.example:8443/v1/device", CAFingerprint: strings.Repeat("ab", 32),
+		Store: st, Sessions: sess, Commands: waitSignal{svc, e.waits}, HubURL: "wss://hub.example:8443/v1/device", CAFingerprint: strings.Repeat("ab", 32),
 	}))
 	t.Cleanup(e.srv.Close)
 	return e
@@ -247,6 +250,9 @@ func TestAuth(t *testing.T) {
 		{"GET", "/api/v1/devices"}, {"POST", "/api/v1/devices"}, {"GET", "/api/v1/devices/pi-01"},
 		{"POST", "/api/v1/devices/pi-01/revoke"}, {"DELETE", "/api/v1/devices/pi-01"},
 		{"GET", "/api/v1/deadletters"}, {"GET", "/api/v1/nothing"},
+		{"POST", "/api/v1/commands"}, {"GET", "/api/v1/commands"}, {"GET", "/api/v1/commands/c1?wait=1s"},
+		{"POST", "/api/v1/commands/c1/cancel"}, {"GET", "/api/v1/bulk/b1"},
+		{"POST", "/api/v1/tokens"}, {"GET", "/api/v1/tokens"}, {"DELETE", "/api/v1/tokens/admin"},
 	}
 	for name, auth := range bad {
 		for _, rt := range routes {
