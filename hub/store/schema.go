@@ -40,6 +40,46 @@ var migrations = []string{
 	// everything, so they stay admin.
 	`ALTER TABLE api_tokens ADD COLUMN role TEXT NOT NULL DEFAULT 'admin'
 		CHECK (role IN ('viewer', 'operator', 'admin'));`,
+	// 3: commands. No foreign key to devices: a command's history outlives
+	// a deleted device, like dead letters. Times are unix ns like the rest;
+	// NULL marks what has not happened yet (and args NULL vs '{}' keeps
+	// nil apart from empty).
+	`CREATE TABLE commands (
+		id          TEXT PRIMARY KEY,
+		bulk_id     TEXT,    -- NULL for a single send
+		device_id   TEXT NOT NULL,
+		name        TEXT NOT NULL,
+		args        TEXT,    -- JSON object
+		sent_by     TEXT NOT NULL,
+		state       TEXT NOT NULL CHECK (state IN ('queued', 'sent', 'received',
+		            'succeeded', 'failed', 'timed_out', 'rejected', 'expired', 'canceled')),
+		created_at  INTEGER NOT NULL,
+		expires_at  INTEGER NOT NULL,
+		timeout_ms  INTEGER NOT NULL,
+		sent_at     INTEGER,
+		received_at INTEGER,
+		finished_at INTEGER,
+		exit_code   INTEGER,
+		stdout      TEXT NOT NULL,
+		stderr      TEXT NOT NULL,
+		truncated   INTEGER NOT NULL,
+		duration_ms INTEGER NOT NULL,
+		error       TEXT NOT NULL,
+		version     INTEGER NOT NULL
+	) STRICT;
+	-- Every index ends in (created_at, id): listings are ordered by it.
+	CREATE INDEX commands_created ON commands(created_at, id);
+	CREATE INDEX commands_device ON commands(device_id, created_at, id);
+	CREATE INDEX commands_bulk ON commands(bulk_id, created_at, id) WHERE bulk_id IS NOT NULL;
+	CREATE INDEX commands_state ON commands(state, created_at, id);
+	-- The sweep reads the open commands every 2 s and a connecting device
+	-- its pending ones; these partial indexes hold only the few open rows,
+	-- however long the history grows. Queries must repeat the WHERE clause
+	-- verbatim (openStates) for SQLite to use them.
+	CREATE INDEX commands_open ON commands(created_at, id)
+		WHERE state IN ('queued', 'sent', 'received');
+	CREATE INDEX commands_device_open ON commands(device_id, created_at, id)
+		WHERE state IN ('queued', 'sent', 'received');`,
 }
 
 // migrate applies the missing migrations in one transaction, so a crash

@@ -1,5 +1,6 @@
 // Package store is fleethub's registry in SQLite (modernc.org/sqlite, pure
-// Go): devices and their token hashes, API tokens and dead letters.
+// Go): devices and their token hashes, API tokens, dead letters and
+// commands.
 package store
 
 import (
@@ -101,8 +102,10 @@ func fromNullNano(ns sql.NullInt64) *time.Time {
 	return &t
 }
 
-// The store is what the hub core's device sessions and ingest need.
+// The store is what the hub core's device sessions, ingest and command
+// service need.
 var (
 	_ hub.DeviceStore     = (*Store)(nil)
 	_ hub.DeadLetterStore = (*Store)(nil)
+	_ hub.CommandStore    = (*Store)(nil)
 )
