@@ -22,14 +22,14 @@ type Spool interface {
 
 // Options configure the batcher.
 type Options struct {
-	Interval   time.Duration // default 10s
-	MaxPoints  int           // points per batch; larger collections are split (default 1000)
+	Interval  time.Duration // default 10s
+	MaxPoints int           // points per batch; larger collections are split (default 1000)
 	// HubMaxPoints, if set, returns the hub's limit on points per batch
 	// (0: not known yet); batches are split to the smaller of the two.
 	HubMaxPoints func() int
-	Collectors []collect.Collector
-	Spool      Spool
-	Logger     *slog.Logger
+	Collectors   []collect.Collector
+	Spool        Spool
+	Logger       *slog.Logger
 	// OnSpooled, if set, sees each batch after it is durably spooled (tests,
 	// fleetsim accounting). It must not keep b.
 	OnSpooled func(b *protocol.Batch)

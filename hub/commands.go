@@ -20,8 +20,8 @@ const (
 	MaxCommandTimeout     = 24 * time.Hour
 	MaxCommandArgs        = 32
 	MaxCommandArgLen      = 1024
-	// MaxCommandOutput caps each stored output stream.
-	MaxCommandOutput = 64 << 10
+	// MaxCommandOutput caps each stored output stream (the agent caps at most this much too).
+	MaxCommandOutput = 256 << 10
 	// resultGrace is how long after timeout a received command may stay
 	// without a result before the hub calls it timed out (device gone).
 	resultGrace = 30 * time.Second

@@ -15,7 +15,7 @@ import (
 // Limits and defaults of the command configuration (doc.go).
 const (
 	DefaultMaxOutput = 64 << 10         // bytes per stream when max_output is 0
-	MaxMaxOutput     = 1 << 20          // largest max_output accepted
+	MaxMaxOutput     = 256 << 10        // largest max_output accepted: both streams fit one 1 MiB message
 	DefaultTimeout   = 60 * time.Second // when an allowed command sets no timeout
 	MaxTimeout       = 24 * time.Hour   // largest timeout accepted
 	MaxParamLen      = 1024             // longest parameter value accepted from the hub

@@ -51,8 +51,8 @@
 // result carries the bytes new since the previous chunk (at most 64 KiB
 // per stream per chunk); nothing past the cap is streamed, and the tail
 // is not flushed as a chunk because the final result carries everything.
-// Note: with max_output at its 1 MiB maximum, a final result with both
-// streams full is larger than the hub's default 1 MiB message limit.
+// max_output is capped at 256 KiB so that a final result with both streams
+// full still fits the hub's default 1 MiB message limit.
 //
 // # Built-in commands
 //
@@ -85,7 +85,7 @@
 //	commands:
 //	  enabled: false        # false rejects every command
 //	  state_dir: /var/lib/fleetagent/commands   # required when enabled
-//	  max_output: 65536     # bytes per stream; default 64 KiB, at most 1 MiB
+//	  max_output: 65536     # bytes per stream; default 64 KiB, at most 256 KiB
 //	  allow:                # commands the hub may run, besides the built-ins
 //	    - name: service.restart         # protocol name rules; unique; not a built-in
 //	      exec: /usr/bin/systemctl      # absolute path, run without a shell
