@@ -28,7 +28,7 @@ func TestValidate(t *testing.T) {
 		{"disabled needs no state dir", Config{}, ""},
 		{"state dir", Config{Enabled: true}, "commands.state_dir: required"},
 		{"max_output at limit", Config{MaxOutput: MaxMaxOutput}, ""},
-		{"max_output past limit", Config{MaxOutput: MaxMaxOutput + 1}, "commands.max_output: 1048577 not in 0..1048576"},
+		{"max_output past limit", Config{MaxOutput: MaxMaxOutput + 1}, "commands.max_output: 262145 not in 0..262144"},
 		{"max_output negative", Config{MaxOutput: -1}, "commands.max_output:"},
 		{"bad name", with(func(a *Allowed) { a.Name = "9x" }), "commands.allow[1].name:"},
 		{"builtin name", with(func(a *Allowed) { a.Name = "ping" }), `commands.allow[1].name: "ping" is a built-in`},
