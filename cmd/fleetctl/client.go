@@ -19,11 +19,21 @@ import (
 // maxResponseBytes bounds what fleetctl reads from the hub.
 const maxResponseBytes = 16 << 20
 
+// Request time limits. A long poll may legitimately hang for its whole
+// wait= before the hub answers, so it gets the wait plus the usual margin.
+const (
+	requestTimeout  = 30 * time.Second
+	pollWait        = 30 * time.Second
+	longPollTimeout = pollWait + requestTimeout
+)
+
 // client talks to the hub's REST API.
 type client struct {
 	base  *url.URL
 	token string
 	http  *http.Client
+	// long is http with room for a long poll's wait.
+	long *http.Client
 }
 
 // apiError is an error response from the hub.
@@ -57,7 +67,11 @@ func (a *app) client() (*client, error) {
 	}
 	tr := http.DefaultTransport.(*http.Transport).Clone()
 	tr.TLSClientConfig = tlsCfg
-	return &client{base: base, token: token, http: &http.Client{Transport: tr, Timeout: 30 * time.Second}}, nil
+	return &client{
+		base: base, token: token,
+		http: &http.Client{Transport: tr, Timeout: requestTimeout},
+		long: &http.Client{Transport: tr, Timeout: longPollTimeout},
+	}, nil
 }
 
 // tlsConfig trusts caFile's certificates when given, else the system roots.
@@ -82,11 +96,25 @@ func tlsConfig(caFile string) (*tls.Config, error) {
 // do sends a request with an optional JSON body and returns the response
 // body of a 2xx answer; any other status becomes an *apiError.
 func (c *client) do(ctx context.Context, method, path string, body any) ([]byte, error) {
-	req, err := c.newRequest(ctx, method, path, body)
+	return c.call(ctx, c.http, method, path, nil, body)
+}
+
+// get sends a GET with query parameters.
+func (c *client) get(ctx context.Context, path string, query url.Values) ([]byte, error) {
+	return c.call(ctx, c.http, "GET", path, query, nil)
+}
+
+// poll sends a long-poll GET (query carries wait=pollWait or less).
+func (c *client) poll(ctx context.Context, path string, query url.Values) ([]byte, error) {
+	return c.call(ctx, c.long, "GET", path, query, nil)
+}
+
+func (c *client) call(ctx context.Context, hc *http.Client, method, path string, query url.Values, body any) ([]byte, error) {
+	req, err := c.newRequest(ctx, method, path, query, body)
 	if err != nil {
 		return nil, err
 	}
-	resp, err := c.http.Do(req)
+	resp, err := hc.Do(req)
 	if err != nil {
 		return nil, explainTransportError(err)
 	}
@@ -101,8 +129,9 @@ func (c *client) do(ctx context.Context, method, path string, body any) ([]byte,
 	return data, nil
 }
 
-func (c *client) newRequest(ctx context.Context, method, path string, body any) (*http.Request, error) {
+func (c *client) newRequest(ctx context.Context, method, path string, query url.Values, body any) (*http.Request, error) {
 	u := c.base.JoinPath(path)
+	u.RawQuery = query.Encode()
 	var rd io.Reader
 	if body != nil {
 		b, err := json.Marshal(body)

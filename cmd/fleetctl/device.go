@@ -205,17 +205,21 @@ func (a *app) confirm(prompt string) bool {
 	return ans == "y" || ans == "yes"
 }
 
-// parseLabels turns repeated key=value flags into a map; the hub checks
-// the keys and values themselves.
-func parseLabels(kvs []string) (map[string]string, error) {
+// parseLabels turns repeated --label key=value flags into a map; the hub
+// checks the keys and values themselves.
+func parseLabels(kvs []string) (map[string]string, error) { return parseKV("--label", kvs) }
+
+// parseKV turns repeated key=value values of flag into a map. The value
+// may contain "=" and may be empty.
+func parseKV(flag string, kvs []string) (map[string]string, error) {
 	m := make(map[string]string, len(kvs))
 	for _, kv := range kvs {
 		k, v, ok := strings.Cut(kv, "=")
 		if !ok || k == "" {
-			return nil, usageError{fmt.Errorf("--label %q: want key=value", kv)}
+			return nil, usageError{fmt.Errorf("%s %q: want key=value", flag, kv)}
 		}
 		if _, dup := m[k]; dup {
-			return nil, usageError{fmt.Errorf("--label %s given twice", k)}
+			return nil, usageError{fmt.Errorf("%s %s given twice", flag, k)}
 		}
 		m[k] = v
 	}

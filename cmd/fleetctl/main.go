@@ -1,5 +1,5 @@
 // Command fleetctl is the operator CLI for a Fleetwire hub: it manages
-// devices through the hub's admin REST API.
+// devices, remote commands and API tokens through the hub's admin REST API.
 package main
 
 import (

@@ -33,6 +33,7 @@ func (f fakeSessions) Disconnect(id, reason string) { f.DisconnectFn(id, reason)
 type harness struct {
 	t      *testing.T
 	st     *store.Store
+	svc    *hub.CommandService
 	srv    *httptest.Server
 	env    map[string]string
 	now    time.Time
@@ -53,7 +54,8 @@ func newHarness(t *testing.T) *harness {
 	if err != nil {
 		t.Fatal(err)
 	}
-	h := &harness{t: t, st: st, dir: dir, now: time.Now()}
+	svc := hub.NewCommandService(st, hub.NewRegistry(hub.NewMetrics(nil)), hub.NewCommandMetrics(nil), nil)
+	h := &harness{t: t, st: st, svc: svc, dir: dir, now: time.Now()}
 	sess := fakeSessions{
 		OnlineFn: func(id string) bool { return id == "pi-01" },
 		DisconnectFn: func(id, reason string) {
@@ -63,7 +65,7 @@ func newHarness(t *testing.T) *harness {
 		},
 	}
 	h.srv = httptest.NewTLSServer(api.New(api.Config{
-		Store: st, Sessions: sess, HubURL: "wss://hub.example:8443/v1/device", CAFingerprint: strings.Repeat("0f", 32),
+		Store: st, Sessions: sess, Commands: svc, HubURL: "wss://hub.example:8443/v1/device", CAFingerprint: strings.Repeat("0f", 32),
 	}))
 	t.Cleanup(h.srv.Close)
 	caFile := filepath.Join(dir, "ca.pem")
