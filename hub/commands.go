@@ -61,6 +61,9 @@ func NewCommandService(store CommandStore, reg *Registry, m *CommandMetrics, log
 	return &CommandService{store: store, registry: reg, log: log, now: time.Now, metrics: m, watchers: map[string][]chan struct{}{}}
 }
 
+// SetClock replaces the clock (tests); call it before Run.
+func (s *CommandService) SetClock(now func() time.Time) { s.now = now }
+
 // Send creates a command for one device and delivers it if it is online.
 func (s *CommandService) Send(ctx context.Context, req SendRequest) (Command, error) {
 	if req.DeviceID == "" {

@@ -7,6 +7,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -57,7 +58,7 @@ type cmdEnv struct {
 
 // newCmdEnv runs a CommandService on a real SQLite store until the test
 // ends.
-func newCmdEnv(t *testing.T) *cmdEnv {
+func newCmdEnv(t *testing.T, clock ...func() time.Time) *cmdEnv {
 	t.Helper()
 	st, err := store.Open(context.Background(), filepath.Join(t.TempDir(), "hub.db"))
 	if err != nil {
@@ -66,6 +67,9 @@ func newCmdEnv(t *testing.T) *cmdEnv {
 	t.Cleanup(func() { st.Close() })
 	reg := hub.NewRegistry(hub.NewMetrics(nil))
 	svc := hub.NewCommandService(st, reg, hub.NewCommandMetrics(nil), nil)
+	if len(clock) > 0 {
+		svc.SetClock(clock[0])
+	}
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
 	go func() {
@@ -420,5 +424,36 @@ func TestSendValidation(t *testing.T) {
 	// Only the 7 valid requests and the defaults one were stored.
 	if list, err := e.svc.List(ctx, hub.CommandFilter{DeviceID: "pi-01"}); err != nil || len(list) != 8 {
 		t.Fatalf("stored %d commands, %v; want 8", len(list), err)
+	}
+}
+
+// TestReceivedWithoutResultTimesOut: a device that took a command and then
+// reports nothing is timed out by the hub after the timeout plus grace.
+func TestReceivedWithoutResultTimesOut(t *testing.T) {
+	var skew atomic.Int64
+	e := newCmdEnv(t, func() time.Time { return time.Now().Add(time.Duration(skew.Load())) })
+	e.device(t, "pi-01", nil)
+	sess := e.online(t, "pi-01")
+	c := e.send(t, hub.SendRequest{DeviceID: "pi-01", Timeout: time.Second})
+	sess.next(t)
+	if err := e.svc.HandleResult(context.Background(), "pi-01", &protocol.CommandResult{ID: c.ID, State: "received"}); err != nil {
+		t.Fatal(err)
+	}
+	got, err := e.svc.Get(context.Background(), c.ID)
+	if err != nil || got.State != hub.StateReceived {
+		t.Fatalf("after received: %+v %v", got, err)
+	}
+	// Before timeout + 30 s grace, a sweep (every 2 s) changes nothing...
+	skew.Store(int64(25 * time.Second))
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
+	defer cancel()
+	if w, err := e.svc.Wait(ctx, c.ID, got.Version); !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("changed before the grace ended: %+v %v", w, err)
+	}
+	// ...past it, the command is timed out.
+	skew.Store(int64(32 * time.Second))
+	w := <-e.waiter(c.ID, got.Version)
+	if w.State != hub.StateTimedOut || w.Error == "" || strings.HasPrefix(w.Error, "wait:") {
+		t.Fatalf("past timeout + grace: %+v", w)
 	}
 }
