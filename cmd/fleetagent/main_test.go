@@ -70,3 +70,14 @@ func TestConfigErrorsNameTheKey(t *testing.T) {
 		}
 	}
 }
+
+// TestDeployExampleLoads keeps deploy/fleetagent.yaml a valid config.
+func TestDeployExampleLoads(t *testing.T) {
+	m := NewMain(&bytes.Buffer{}, &bytes.Buffer{})
+	if err := m.ParseFlags([]string{"--config", "../../deploy/fleetagent.yaml"}); err != nil {
+		t.Fatalf("deploy/fleetagent.yaml: %v", err)
+	}
+	if !m.Config.Commands.Enabled || m.Config.Interval.String() != "10s" {
+		t.Fatalf("unexpected example values: %+v", m.Config)
+	}
+}

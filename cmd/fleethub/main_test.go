@@ -125,3 +125,14 @@ func TestConfigErrorsNameTheKey(t *testing.T) {
 		}
 	}
 }
+
+// TestDeployExampleLoads keeps deploy/fleethub.yaml a valid config.
+func TestDeployExampleLoads(t *testing.T) {
+	m := NewMain(&bytes.Buffer{}, &bytes.Buffer{})
+	if err := m.ParseFlags([]string{"--config", "../../deploy/fleethub.yaml"}); err != nil {
+		t.Fatalf("deploy/fleethub.yaml: %v", err)
+	}
+	if m.Config.Influx.Bucket != "fleet/autogen" {
+		t.Fatalf("unexpected example values: %+v", m.Config)
+	}
+}
