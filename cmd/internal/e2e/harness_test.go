@@ -41,6 +41,9 @@ func TestMain(m *testing.M) {
 	if os.Getenv(envDeviceProc) != "" {
 		os.Exit(deviceProcMain())
 	}
+	if os.Getenv(envSims) != "" {
+		os.Exit(simsMain())
+	}
 	dir, err := os.MkdirTemp("", "fleetwire-e2e-bin")
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)

@@ -1,0 +1,236 @@
+package e2e
+
+import (
+	"bufio"
+	"context"
+	"fmt"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/gorilla/websocket"
+
+	"github.com/fleetwire/fleetwire/hub"
+	"github.com/fleetwire/fleetwire/hub/devicews"
+	"github.com/fleetwire/fleetwire/hub/store"
+	"github.com/fleetwire/fleetwire/protocol"
+)
+
+// envSims makes the test binary run as a process of simulated devices
+// that answer every command at once (see simsMain).
+const envSims = "FLEETWIRE_E2E_SIMS"
+
+// simsMain connects one WebSocket per token in $E2E_TOKENS to $E2E_URL,
+// spreading source addresses over 127.0.0.2.. (5,000 per address), and
+// answers each command with received + succeeded. It prints "ready" once
+// all are connected and runs until killed.
+func simsMain() int {
+	data, err := os.ReadFile(os.Getenv("E2E_TOKENS"))
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	tokens := strings.Fields(string(data))
+	url := os.Getenv("E2E_URL")
+	var wg sync.WaitGroup
+	sem := make(chan struct{}, 64) // connect 64 at a time
+	for i, tok := range tokens {
+		wg.Add(1)
+		sem <- struct{}{}
+		go func(i int, tok string) {
+			defer wg.Done()
+			c, err := simDial(url, tok, net.IPv4(127, 0, 0, byte(2+i/5000)))
+			<-sem
+			if err != nil {
+				fmt.Fprintln(os.Stderr, "sim dial:", err)
+				os.Exit(1)
+			}
+			go simServe(c)
+		}(i, tok)
+	}
+	wg.Wait()
+	fmt.Println("ready")
+	select {}
+}
+
+func simDial(url, token string, src net.IP) (*websocket.Conn, error) {
+	nd := &net.Dialer{LocalAddr: &net.TCPAddr{IP: src}, Timeout: 30 * time.Second}
+	d := websocket.Dialer{NetDialContext: nd.DialContext, Subprotocols: []string{protocol.Subprotocol},
+		HandshakeTimeout: 30 * time.Second, ReadBufferSize: 1024, WriteBufferSize: 1024}
+	c, _, err := d.Dial(url, http.Header{"Authorization": {"Bearer " + token}})
+	if err != nil {
+		return nil, err
+	}
+	hello, _ := protocol.Encode(&protocol.Hello{AgentVersion: "sim", ProtocolVersion: protocol.Version})
+	if err := c.WriteMessage(websocket.BinaryMessage, hello); err != nil {
+		return nil, err
+	}
+	if _, _, err := c.ReadMessage(); err != nil { // welcome
+		return nil, err
+	}
+	return c, nil
+}
+
+func simServe(c *websocket.Conn) {
+	for {
+		_, data, err := c.ReadMessage()
+		if err != nil {
+			os.Exit(0) // the hub went away: the benchmark is over
+		}
+		msg, err := protocol.Decode(data, 0)
+		if err != nil {
+			continue
+		}
+		if cmd, ok := msg.(*protocol.Command); ok {
+			for _, st := range []string{"received", "succeeded"} {
+				r, _ := protocol.Encode(&protocol.CommandResult{ID: cmd.ID, State: st, Stdout: []byte("pong\n")})
+				c.WriteMessage(websocket.BinaryMessage, r)
+			}
+		}
+	}
+}
+
+// cmdBench is an in-process hub (real SQLite, command service, device
+// endpoint) with n simulated devices in a child process.
+type cmdBench struct {
+	svc *hub.CommandService
+	ids []string
+}
+
+func startCmdBench(b *testing.B, n int) *cmdBench {
+	b.Helper()
+	dir := b.TempDir()
+	st, err := store.Open(context.Background(), filepath.Join(dir, "hub.db"))
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { st.Close() })
+	var tokens strings.Builder
+	ids := make([]string, n)
+	for i := range ids {
+		ids[i] = fmt.Sprintf("sim-%05d", i)
+		_, tok, err := st.CreateDevice(context.Background(), ids[i], map[string]string{"fleet": "bench"})
+		if err != nil {
+			b.Fatal(err)
+		}
+		tokens.WriteString(tok + "\n")
+	}
+	tokFile := filepath.Join(dir, "tokens")
+	os.WriteFile(tokFile, []byte(tokens.String()), 0o600)
+
+	m := hub.NewMetrics(nil)
+	reg := hub.NewRegistry(m)
+	ing := hub.NewIngester(hub.IngestConfig{}, discard{}, m, nil)
+	svc := hub.NewCommandService(st, reg, hub.NewCommandMetrics(nil), nil)
+	h := devicews.New(devicews.Config{Store: st, Registry: reg, Ingester: ing, Metrics: m, Commands: svc, PingInterval: time.Minute})
+	srv := httptest.NewServer(h)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { defer close(done); svc.Run(ctx) }()
+
+	cmd := exec.Command(os.Args[0], "-test.run=^$")
+	cmd.Env = append(os.Environ(), envSims+"=1", "E2E_TOKENS="+tokFile, "E2E_URL=ws"+strings.TrimPrefix(srv.URL, "http")+"/")
+	out, _ := cmd.StdoutPipe()
+	cmd.Stderr = os.Stderr
+	if err := cmd.Start(); err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() {
+		cmd.Process.Kill()
+		cmd.Wait()
+		srv.Close()
+		h.Close(context.Background())
+		cancel()
+		<-done
+		ing.Close(context.Background())
+	})
+	line, _ := bufio.NewReader(out).ReadString('\n')
+	if strings.TrimSpace(line) != "ready" {
+		b.Fatalf("simulators: %q", line)
+	}
+	eventually(b, time.Minute, "all devices online", func() bool { return reg.Count() == n })
+	return &cmdBench{svc: svc, ids: ids}
+}
+
+type discard struct{}
+
+func (discard) Write(context.Context, []*hub.IngestBatch) error { return nil }
+
+// roundTrip sends ping to a device and waits for its final state.
+func (cb *cmdBench) roundTrip(b *testing.B, id string) time.Duration {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	start := time.Now()
+	c, err := cb.svc.Send(ctx, hub.SendRequest{DeviceID: id, Name: "ping"})
+	if err != nil {
+		b.Fatal(err)
+	}
+	for !c.State.Terminal() {
+		if c, err = cb.svc.Wait(ctx, c.ID, c.Version); err != nil {
+			b.Fatalf("wait %s: %v (state %s)", c.ID, err, c.State)
+		}
+	}
+	if c.State != hub.StateSucceeded {
+		b.Fatalf("command %s: %s", c.ID, c.State)
+	}
+	return time.Since(start)
+}
+
+func percentile(d []time.Duration, p float64) time.Duration {
+	s := slices.Clone(d)
+	slices.Sort(s)
+	return s[min(len(s)-1, int(p*float64(len(s))))]
+}
+
+// BenchmarkCommandRoundTrip: ping to one online device at a time, from
+// Send to the stored succeeded result, with n devices connected.
+func BenchmarkCommandRoundTrip(b *testing.B) {
+	for _, n := range []int{1000, 10000} {
+		b.Run(fmt.Sprintf("devices=%d", n), func(b *testing.B) {
+			cb := startCmdBench(b, n)
+			lat := make([]time.Duration, 0, b.N)
+			b.ResetTimer()
+			for i := 0; i < b.N; i++ {
+				lat = append(lat, cb.roundTrip(b, cb.ids[(i*7919)%n]))
+			}
+			b.ReportMetric(float64(percentile(lat, 0.50).Microseconds())/1000, "p50-ms")
+			b.ReportMetric(float64(percentile(lat, 0.99).Microseconds())/1000, "p99-ms")
+		})
+	}
+}
+
+// BenchmarkBulkSend: one bulk ping to every one of n connected devices,
+// from SendBulk until every command is final.
+func BenchmarkBulkSend(b *testing.B) {
+	for _, n := range []int{1000, 10000} {
+		b.Run(fmt.Sprintf("devices=%d", n), func(b *testing.B) {
+			cb := startCmdBench(b, n)
+			b.ResetTimer()
+			for i := 0; i < b.N; i++ {
+				ctx := context.Background()
+				st, err := cb.svc.SendBulk(ctx, hub.SendRequest{Selector: map[string]string{"fleet": "bench"}, Name: "ping"})
+				if err != nil {
+					b.Fatal(err)
+				}
+				for !st.Done {
+					time.Sleep(50 * time.Millisecond) // polling interval of the progress display
+					if st, err = cb.svc.Bulk(ctx, st.BulkID); err != nil {
+						b.Fatal(err)
+					}
+				}
+				if st.ByState[hub.StateSucceeded] != n {
+					b.Fatalf("bulk outcomes %v", st.ByState)
+				}
+			}
+			b.ReportMetric(b.Elapsed().Seconds()/float64(b.N), "s/bulk")
+		})
+	}
+}
