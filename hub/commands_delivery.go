@@ -37,6 +37,7 @@ func NewCommandMetrics(reg prometheus.Registerer) *CommandMetrics {
 type delivery struct {
 	cmd    *Command
 	device string
+	marked bool // cmd was stored as sent already: push it as it is
 }
 
 // errNoChange aborts an update that would change nothing (duplicates).
@@ -87,13 +88,21 @@ func (s *CommandService) enqueue(d delivery) {
 	}
 }
 
-func (s *CommandService) deliverAsync(c Command) { s.enqueue(delivery{cmd: &c}) }
+// push delivers a just-created command: one stored as sent is pushed as is,
+// a queued one (device offline) only if its device came online meanwhile.
+func (s *CommandService) push(c Command) {
+	s.enqueue(delivery{cmd: &c, marked: c.State == StateSent})
+}
 
 // DeviceConnected delivers every pending command of a device whose session
 // just started (the agent dedups by id and re-reports finished ones).
 func (s *CommandService) DeviceConnected(deviceID string) { s.enqueue(delivery{device: deviceID}) }
 
 func (s *CommandService) handle(ctx context.Context, d delivery) {
+	if d.cmd != nil && d.marked {
+		s.send(ctx, *d.cmd)
+		return
+	}
 	if d.cmd != nil {
 		s.deliver(ctx, *d.cmd)
 		return
@@ -132,6 +141,15 @@ func (s *CommandService) deliver(ctx context.Context, c Command) {
 		if !errors.Is(err, errNoChange) {
 			s.log.Error("mark command sent", "id", c.ID, "err", err)
 		}
+		return
+	}
+	s.send(ctx, c)
+}
+
+// send pushes c to its device's live session, if any.
+func (s *CommandService) send(ctx context.Context, c Command) {
+	sess := s.registry.Sender(c.DeviceID)
+	if sess == nil {
 		return
 	}
 	sctx, cancel := context.WithTimeout(ctx, 5*time.Second)
