@@ -80,6 +80,26 @@ var migrations = []string{
 		WHERE state IN ('queued', 'sent', 'received');
 	CREATE INDEX commands_device_open ON commands(device_id, created_at, id)
 		WHERE state IN ('queued', 'sent', 'received');`,
+	// 4: dashboard users and their sessions. A session is keyed by the
+	// SHA-256 of its cookie value, like tokens; deleting a user deletes
+	// their sessions (foreign_keys is on for every connection, see dsn).
+	`CREATE TABLE users (
+		name          TEXT PRIMARY KEY,
+		role          TEXT NOT NULL CHECK (role IN ('viewer', 'operator', 'admin')),
+		password_hash TEXT NOT NULL,  -- argon2id PHC string, carries its parameters
+		created_at    INTEGER NOT NULL,
+		disabled      INTEGER NOT NULL DEFAULT 0
+	) STRICT;
+	CREATE TABLE sessions (
+		id_hash    BLOB PRIMARY KEY,
+		user_name  TEXT NOT NULL REFERENCES users(name) ON DELETE CASCADE,
+		csrf_token TEXT NOT NULL,
+		created_at INTEGER NOT NULL,
+		last_seen  INTEGER NOT NULL,
+		expires_at INTEGER NOT NULL  -- absolute limit; idle is checked against last_seen
+	) STRICT;
+	CREATE INDEX sessions_user ON sessions(user_name);
+	CREATE INDEX sessions_expires ON sessions(expires_at);`,
 }
 
 // migrate applies the missing migrations in one transaction, so a crash

@@ -26,11 +26,25 @@ type Store struct {
 	// connect, so it skips re-parsing the query.
 	authStmt *sql.Stmt
 	now      func() time.Time
+	pw       *hasher
+	// dummyHash is verified against for unknown users, so CheckPassword
+	// costs the same whether or not the name exists.
+	dummyHash string
 }
+
+// Option changes how Open sets up a Store.
+type Option func(*Store)
+
+// WithClock makes the store read time from now (tests move it by hand).
+func WithClock(now func() time.Time) Option { return func(s *Store) { s.now = now } }
+
+// WithPasswordParams sets the argon2id cost for new password hashes
+// (tests use a cheap one; DefaultPasswordParams otherwise).
+func WithPasswordParams(p PasswordParams) Option { return func(s *Store) { s.pw = newHasher(p) } }
 
 // Open opens (creating if needed) the database at path and migrates its
 // schema to the latest version.
-func Open(ctx context.Context, path string) (*Store, error) {
+func Open(ctx context.Context, path string, opts ...Option) (*Store, error) {
 	db, err := sql.Open("sqlite", dsn(path))
 	if err != nil {
 		return nil, fmt.Errorf("open %s: %w", path, err)
@@ -39,7 +53,10 @@ func Open(ctx context.Context, path string) (*Store, error) {
 	// queueing writers in Go is far cheaper than SQLite's busy handler, which
 	// sleeps and retries (measured: bulk sends 10x slower with a pool).
 	db.SetMaxOpenConns(1)
-	s := &Store{db: db, now: time.Now}
+	s := &Store{db: db, now: time.Now, pw: newHasher(DefaultPasswordParams())}
+	for _, o := range opts {
+		o(s)
+	}
 	if err := s.init(ctx); err != nil {
 		db.Close()
 		return nil, fmt.Errorf("open %s: %w", path, err)
@@ -75,6 +92,7 @@ func (s *Store) init(ctx context.Context) error {
 		return fmt.Errorf("prepare auth: %w", err)
 	}
 	s.authStmt = stmt
+	s.dummyHash = s.pw.dummy()
 	return nil
 }
 

@@ -46,3 +46,10 @@ func wellFormed(token, prefix string) bool {
 	b, err := base64.RawURLEncoding.Strict().DecodeString(body)
 	return err == nil && len(b) == tokenBytes
 }
+
+// newRandomSecret returns 256 random bits, base64url without padding.
+func newRandomSecret() []byte {
+	var b [tokenBytes]byte
+	rand.Read(b[:])
+	return []byte(base64.RawURLEncoding.EncodeToString(b[:]))
+}
