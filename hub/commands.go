@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"log/slog"
 	"sync"
@@ -11,6 +12,9 @@ import (
 
 	"github.com/fleetwire/fleetwire/protocol"
 )
+
+// ErrShuttingDown ends waits when the hub stops.
+var ErrShuttingDown = errors.New("hub shutting down")
 
 // Command limits and defaults.
 const (
@@ -51,6 +55,15 @@ type CommandService struct {
 
 	workOnce sync.Once
 	queue    chan delivery
+
+	stopping     chan struct{} // closed by Shutdown: long polls return
+	stoppingOnce sync.Once
+}
+
+// Shutdown makes pending and future Waits return at once (hub shutdown:
+// a long poll must not hold the HTTP server open).
+func (s *CommandService) Shutdown() {
+	s.stoppingOnce.Do(func() { close(s.stopping) })
 }
 
 // NewCommandService returns a service; call Run to start its sweeps.
@@ -58,7 +71,8 @@ func NewCommandService(store CommandStore, reg *Registry, m *CommandMetrics, log
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	return &CommandService{store: store, registry: reg, log: log, now: time.Now, metrics: m, watchers: map[string][]chan struct{}{}}
+	return &CommandService{store: store, registry: reg, log: log, now: time.Now, metrics: m,
+		watchers: map[string][]chan struct{}{}, stopping: make(chan struct{})}
 }
 
 // SetClock replaces the clock (tests); call it before Run.
@@ -222,6 +236,9 @@ func (s *CommandService) Wait(ctx context.Context, id string, afterVersion int64
 		case <-ctx.Done():
 			s.unwatch(id, ch)
 			return c, ctx.Err()
+		case <-s.stopping:
+			s.unwatch(id, ch)
+			return c, ErrShuttingDown
 		}
 	}
 }

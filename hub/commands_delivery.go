@@ -131,11 +131,13 @@ func (s *CommandService) deliver(ctx context.Context, c Command) {
 		case c.State == StateQueued && now.Before(c.ExpiresAt):
 			c.State, c.SentAt = StateSent, s.nowPtr()
 			return nil
-		case c.State == StateSent || c.State == StateReceived:
+		case c.State == StateSent && now.Before(c.ExpiresAt), c.State == StateReceived:
+			// A received command is pushed again only to make the agent
+			// repeat a result that may have been lost; it never runs twice.
 			c.SentAt = s.nowPtr()
 			return nil
 		}
-		return errNoChange
+		return errNoChange // expired ones are left to the sweep
 	})
 	if err != nil {
 		if !errors.Is(err, errNoChange) {
@@ -192,9 +194,14 @@ func applyResult(c *Command, r *protocol.CommandResult, now *time.Time) error {
 		if c.ReceivedAt == nil {
 			c.ReceivedAt = now
 		}
+		before := *c
 		c.State = StateReceived
 		c.Stdout, c.Truncated = appendCapped(c.Stdout, r.Stdout, c.Truncated)
 		c.Stderr, c.Truncated = appendCapped(c.Stderr, r.Stderr, c.Truncated)
+		if before.State == StateReceived && len(c.Stdout) == len(before.Stdout) &&
+			len(c.Stderr) == len(before.Stderr) && c.Truncated == before.Truncated {
+			return errNoChange // past the cap: no write, no wake-up
+		}
 	case st == StateSucceeded || st == StateFailed || st == StateTimedOut || st == StateRejected:
 		// An expired command the device ran after all gets its real
 		// outcome; any other final state is a duplicate report.
@@ -241,7 +248,9 @@ func (s *CommandService) sweep(ctx context.Context) {
 		case c.State == StateReceived && c.ReceivedAt != nil &&
 			!now.Before(c.ReceivedAt.Add(time.Duration(c.TimeoutMs)*time.Millisecond+resultGrace)):
 			s.finish(ctx, c.ID, StateTimedOut, "no result from the device within the timeout", func(c *Command) bool { return c.State == StateReceived })
-		case c.State == StateQueued, c.State == StateSent && c.SentAt != nil && now.Sub(*c.SentAt) > redeliverAfter:
+		case c.State == StateQueued, c.SentAt != nil && now.Sub(*c.SentAt) > redeliverAfter:
+			// Queued, or sent/received and unanswered for a while: push again
+			// (the agent dedups by id and repeats a stored final result).
 			if s.registry.Online(c.DeviceID) {
 				s.enqueue(delivery{cmd: &c})
 			}

@@ -458,3 +458,30 @@ func TestReceivedWithoutResultTimesOut(t *testing.T) {
 		t.Fatalf("past timeout + grace: %+v", w)
 	}
 }
+
+// TestOutputPastCapWritesNothing: once a stream is full and marked
+// truncated, more output neither rewrites the command nor wakes waiters.
+func TestOutputPastCapWritesNothing(t *testing.T) {
+	ctx := context.Background()
+	e := newCmdEnv(t)
+	e.device(t, "pi-01", nil)
+	sess := e.online(t, "pi-01")
+	c := e.send(t, hub.SendRequest{DeviceID: "pi-01"})
+	sess.next(t)
+	big := []byte(strings.Repeat("x", hub.MaxCommandOutput+1))
+	for i := 0; i < 2; i++ {
+		if err := e.svc.HandleResult(ctx, "pi-01", &protocol.CommandResult{ID: c.ID, State: "output", Stdout: big}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	got, err := e.svc.Get(ctx, c.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(got.Stdout) != hub.MaxCommandOutput || !got.Truncated {
+		t.Fatalf("stdout %d bytes, truncated %v", len(got.Stdout), got.Truncated)
+	}
+	if got.Version != c.Version+1 {
+		t.Fatalf("version %d after two capped chunks, want %d (only the first writes)", got.Version, c.Version+1)
+	}
+}

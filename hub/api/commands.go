@@ -182,7 +182,7 @@ func (s *server) getCommand(w http.ResponseWriter, r *http.Request) {
 		ctx, cancel := context.WithTimeout(r.Context(), wait)
 		c, err = s.cfg.Commands.Wait(ctx, id, after)
 		cancel()
-		if errors.Is(err, context.DeadlineExceeded) && r.Context().Err() == nil {
+		if (errors.Is(err, context.DeadlineExceeded) || errors.Is(err, hub.ErrShuttingDown)) && r.Context().Err() == nil {
 			// Re-read with the request's context: the one Wait had may have
 			// ended inside a store read, leaving c empty.
 			c, err = s.cfg.Commands.Get(r.Context(), id)

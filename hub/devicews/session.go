@@ -66,6 +66,11 @@ func (s *session) run() {
 		return
 	}
 	s.agentVer = hello.AgentVersion
+	// The welcome is queued before the session is registered, so nothing
+	// (a command pushed the moment the device is online) can overtake it.
+	if err := s.send(s.welcome()); err != nil {
+		return
+	}
 	cfg.Registry.Register(s.dev.ID, s)
 	defer cfg.Registry.Unregister(s.dev.ID, s)
 	cfg.Metrics.Connects.Inc()
@@ -78,9 +83,6 @@ func (s *session) run() {
 	defer wg.Wait()
 	defer s.Close(protocol.CloseNormal, "") // no-op if already closed with a reason
 
-	if err := s.send(s.welcome()); err != nil {
-		return
-	}
 	s.log.Info("device connected", "agent_version", hello.AgentVersion, "boot_id", hello.BootID)
 	if cfg.Commands != nil {
 		cfg.Commands.DeviceConnected(s.dev.ID)
