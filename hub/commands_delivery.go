@@ -208,8 +208,13 @@ func applyResult(c *Command, r *protocol.CommandResult, now *time.Time) error {
 		if c.State.Terminal() && c.State != StateExpired {
 			return errNoChange
 		}
-		exit := r.ExitCode
-		c.State, c.ExitCode, c.Error = st, &exit, r.Error
+		c.State, c.Error = st, r.Error
+		// An exit code exists only if the program ran to its end: not for
+		// rejected or timed-out commands, nor for one that failed to start.
+		if st == StateSucceeded || st == StateFailed && (r.ExitCode != 0 || r.Error == "") {
+			exit := r.ExitCode
+			c.ExitCode = &exit
+		}
 		c.Stdout, c.Truncated = appendCapped("", r.Stdout, r.Truncated)
 		c.Stderr, c.Truncated = appendCapped("", r.Stderr, c.Truncated)
 		c.DurationMs, c.FinishedAt = int64(r.DurationMs), now
