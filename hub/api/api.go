@@ -1,17 +1,16 @@
-// Package api is fleethub's admin REST API (/api/v1), the server side of
-// fleetctl. Every route needs an API token (Authorization: Bearer fwa_...)
-// whose role allows it: viewer reads, operator also sends and cancels
-// commands, admin also manages devices and tokens.
+// Package api is fleethub's REST API (/api/v1), the server side of
+// fleetctl and the dashboard. Every route but sign-in needs an API token
+// (Authorization: Bearer fwa_...) or a dashboard session cookie whose role
+// allows it: viewer reads, operator also sends and cancels commands, admin
+// also manages devices, tokens and users. Cookie requests that change
+// state must echo the session's CSRF token in X-CSRF-Token.
 package api
 
 import (
-	"context"
-	"errors"
 	"fmt"
 	"io"
 	"log/slog"
 	"net/http"
-	"strings"
 
 	"github.com/fleetwire/fleetwire/hub"
 	"github.com/fleetwire/fleetwire/hub/store"
@@ -38,21 +37,27 @@ type Config struct {
 	// CAFingerprint is the SHA-256 (hex) of the hub's CA certificate, for
 	// agents to pin. Empty: the agent config points at a CA file instead.
 	CAFingerprint string
+	// Auth resolves callers; nil builds one over Store with the defaults.
+	Auth *Authenticator
 }
 
 // MaxBodyBytes caps a request body.
 const MaxBodyBytes = 64 << 10
 
 type server struct {
-	cfg Config
-	log *slog.Logger
+	cfg  Config
+	log  *slog.Logger
+	auth *Authenticator
 }
 
 // New returns the handler that serves /api/v1/...; mount it at "/api/".
 func New(cfg Config) http.Handler {
-	s := &server{cfg: cfg, log: cfg.Logger}
+	s := &server{cfg: cfg, log: cfg.Logger, auth: cfg.Auth}
 	if s.log == nil {
 		s.log = slog.New(slog.NewTextHandler(io.Discard, nil))
+	}
+	if s.auth == nil {
+		s.auth = NewAuthenticator(cfg.Store)
 	}
 	viewer, operator, admin := s.need(hub.RoleViewer), s.need(hub.RoleOperator), s.need(hub.RoleAdmin)
 	cmds := s.commandsEnabled
@@ -73,23 +78,24 @@ func New(cfg Config) http.Handler {
 	mux.HandleFunc("POST /api/v1/tokens", admin(s.createToken))
 	mux.HandleFunc("GET /api/v1/tokens", admin(s.listTokens))
 	mux.HandleFunc("DELETE /api/v1/tokens/{name}", admin(s.deleteToken))
+	mux.HandleFunc("POST /api/v1/logout", viewer(s.logout))
+	mux.HandleFunc("GET /api/v1/me", viewer(s.me))
+	mux.HandleFunc("GET /api/v1/users", admin(s.listUsers))
+	mux.HandleFunc("POST /api/v1/users", admin(s.createUser))
+	mux.HandleFunc("DELETE /api/v1/users/{name}", admin(s.deleteUser))
+	// Users may change their own password (checked in the handler).
+	mux.HandleFunc("POST /api/v1/users/{name}/password", viewer(s.setPassword))
+	mux.HandleFunc("POST /api/v1/users/{name}/role", admin(s.setRole))
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusNotFound, "no such API route: "+r.Method+" "+r.URL.Path)
 	})
-	// Auth wraps the whole mux so unknown routes reveal nothing either.
-	return s.authenticate(mux)
+	// Auth wraps the whole mux so unknown routes reveal nothing either;
+	// only sign-in comes before it.
+	outer := http.NewServeMux()
+	outer.HandleFunc("POST /api/v1/login", s.login)
+	outer.Handle("/", s.authenticate(mux))
+	return outer
 }
-
-type ctxKey struct{}
-
-// caller returns the API token that authorized r.
-func caller(r *http.Request) hub.APITokenInfo {
-	info, _ := r.Context().Value(ctxKey{}).(hub.APITokenInfo)
-	return info
-}
-
-// tokenName returns the name of the API token that authorized r.
-func tokenName(r *http.Request) string { return caller(r).Name }
 
 // need returns a wrapper that refuses callers whose role does not include
 // role with a 403 naming the role needed.
@@ -98,12 +104,20 @@ func (s *server) need(role hub.Role) func(http.HandlerFunc) http.HandlerFunc {
 		return func(w http.ResponseWriter, r *http.Request) {
 			c := caller(r)
 			if !c.Role.Allows(role) {
-				writeError(w, http.StatusForbidden, fmt.Sprintf("forbidden: this needs the %s role; API token %q has the %s role", role, c.Name, orNone(c.Role)))
+				writeError(w, http.StatusForbidden, fmt.Sprintf("forbidden: this needs the %s role; %s %q has the %s role", role, kindName(c.Kind), c.Name, orNone(c.Role)))
 				return
 			}
 			next(w, r)
 		}
 	}
+}
+
+// kindName names a principal kind in messages.
+func kindName(kind string) string {
+	if kind == KindUser {
+		return "user"
+	}
+	return "API token"
 }
 
 func orNone(r hub.Role) hub.Role {
@@ -121,38 +135,4 @@ func (s *server) commandsEnabled(next http.HandlerFunc) http.HandlerFunc {
 	return func(w http.ResponseWriter, _ *http.Request) {
 		writeError(w, http.StatusServiceUnavailable, "commands are not enabled on this hub")
 	}
-}
-
-// authenticate checks the Bearer API token before any route runs.
-func (s *server) authenticate(next http.Handler) http.Handler {
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		token, ok := bearer(r.Header.Get("Authorization"))
-		if !ok {
-			w.Header().Set("WWW-Authenticate", `Bearer realm="fleethub"`)
-			writeError(w, http.StatusUnauthorized, "missing API token (Authorization: Bearer fwa_...)")
-			return
-		}
-		info, err := s.cfg.Store.AuthenticateAPIToken(r.Context(), token)
-		if err != nil {
-			if !errors.Is(err, hub.ErrUnauthorized) {
-				s.internalError(w, r, err)
-				return
-			}
-			w.Header().Set("WWW-Authenticate", `Bearer realm="fleethub", error="invalid_token"`)
-			writeError(w, http.StatusUnauthorized, "invalid API token")
-			return
-		}
-		next.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), ctxKey{}, info)))
-	})
-}
-
-// bearer extracts the token of an "Authorization: Bearer <token>" header;
-// the scheme is case-insensitive (RFC 9110 §11.1).
-func bearer(h string) (string, bool) {
-	scheme, token, ok := strings.Cut(h, " ")
-	if !ok || !strings.EqualFold(scheme, "Bearer") {
-		return "", false
-	}
-	token = strings.TrimSpace(token)
-	return token, token != ""
 }
