@@ -65,6 +65,10 @@ func (s *Subscriber) Out() <-chan []byte { return s.out }
 // Done is closed when the subscriber ends; Err then says why.
 func (s *Subscriber) Done() <-chan struct{} { return s.ctx.Done() }
 
+// Context is cancelled when the subscriber ends (context.Cause says why);
+// a transport can context.AfterFunc it to unblock a stuck write.
+func (s *Subscriber) Context() context.Context { return s.ctx }
+
 // Err is nil while the subscriber is open, then the cause: ErrTooSlow,
 // ErrClosed or the parent context's error.
 func (s *Subscriber) Err() error { return context.Cause(s.ctx) }
