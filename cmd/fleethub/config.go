@@ -6,22 +6,35 @@ import (
 	"net"
 	"net/url"
 	"time"
+	"unicode/utf8"
 
 	"github.com/fleetwire/fleetwire/cmd/internal/config"
+	"github.com/fleetwire/fleetwire/hub/api"
+	"github.com/fleetwire/fleetwire/hub/store"
 )
 
 // Config is the hub's configuration (YAML file, FLEETHUB_* environment,
 // flags). deploy/fleethub.yaml documents every key.
 type Config struct {
-	DataDir         string        `mapstructure:"data_dir"`
-	Listen          string        `mapstructure:"listen"`
-	PublicURL       string        `mapstructure:"public_url"`
-	ShutdownTimeout time.Duration `mapstructure:"shutdown_timeout"`
-	TLS             TLSConfig     `mapstructure:"tls"`
-	Influx          InfluxConfig  `mapstructure:"influx"`
-	Device          DeviceConfig  `mapstructure:"device"`
-	Ingest          IngestConfig  `mapstructure:"ingest"`
-	Log             LogConfig     `mapstructure:"log"`
+	DataDir         string          `mapstructure:"data_dir"`
+	Listen          string          `mapstructure:"listen"`
+	PublicURL       string          `mapstructure:"public_url"`
+	ShutdownTimeout time.Duration   `mapstructure:"shutdown_timeout"`
+	TLS             TLSConfig       `mapstructure:"tls"`
+	Influx          InfluxConfig    `mapstructure:"influx"`
+	Device          DeviceConfig    `mapstructure:"device"`
+	Ingest          IngestConfig    `mapstructure:"ingest"`
+	Log             LogConfig       `mapstructure:"log"`
+	Dashboard       DashboardConfig `mapstructure:"dashboard"`
+}
+
+// DashboardConfig sets dashboard sign-in.
+type DashboardConfig struct {
+	// AdminPassword is the first admin user's password; empty: the hub
+	// makes one up on first start. Ignored once any user exists.
+	AdminPassword string        `mapstructure:"admin_password" secret:"true"`
+	SessionIdle   time.Duration `mapstructure:"session_idle"`
+	SessionMax    time.Duration `mapstructure:"session_max"`
 }
 
 // TLSConfig selects the server certificate.
@@ -75,6 +88,9 @@ func defaultConfig() Config {
 		},
 		Ingest: IngestConfig{QueuePoints: 250_000, Workers: 2, MaxWritePoints: 5000},
 		Log:    LogConfig{Level: "info", Format: "text"},
+		Dashboard: DashboardConfig{
+			SessionIdle: api.DefaultSessionIdle, SessionMax: api.DefaultSessionMax,
+		},
 	}
 }
 
@@ -116,6 +132,15 @@ func (c *Config) Validate() error {
 	}
 	if c.Ingest.QueuePoints < 1 || c.Ingest.Workers < 1 || c.Ingest.MaxWritePoints < 1 {
 		add("ingest: queue_points, workers and max_write_points must be >= 1")
+	}
+	if pw := c.Dashboard.AdminPassword; pw != "" && (utf8.RuneCountInString(pw) < store.MinPasswordLen || len(pw) > store.MaxPasswordLen) {
+		add("dashboard.admin_password: must be %d..%d characters", store.MinPasswordLen, store.MaxPasswordLen)
+	}
+	if c.Dashboard.SessionIdle < time.Minute {
+		add("dashboard.session_idle: must be at least 1m")
+	}
+	if c.Dashboard.SessionMax < c.Dashboard.SessionIdle {
+		add("dashboard.session_max: must be at least dashboard.session_idle")
 	}
 	if c.ShutdownTimeout <= 0 {
 		add("shutdown_timeout: must be > 0")

@@ -2,7 +2,9 @@ package main
 
 import (
 	"context"
+	"crypto/rand"
 	"crypto/tls"
+	"encoding/base32"
 	"errors"
 	"fmt"
 	"io"
@@ -49,8 +51,15 @@ type Server struct {
 	http     *http.Server
 	ln       net.Listener
 
+	// Auth resolves API tokens and dashboard sessions; the live
+	// WebSocket endpoint shares it with the REST API.
+	Auth *api.Authenticator
+
 	// AdminToken is set when this start created the first API token.
 	AdminToken string
+	// AdminPassword is set when this start created the first dashboard
+	// user with a generated password.
+	AdminPassword string
 }
 
 // NewServer opens the store, TLS material and InfluxDB client and wires the
@@ -107,7 +116,44 @@ func (s *Server) openStore() error {
 		}
 		fmt.Fprintf(s.stdout, "Created the admin API token (shown once; also saved to %s):\n  %s\n", path, tok)
 	}
+	return s.ensureAdminUser(ctx)
+}
+
+// ensureAdminUser creates the dashboard user "admin" on first start. A
+// generated password is printed once and saved 0600 in data_dir; one from
+// dashboard.admin_password is neither printed nor copied, since the
+// operator has it already and every copy is one more to leak.
+func (s *Server) ensureAdminUser(ctx context.Context) error {
+	pw, generated := s.cfg.Dashboard.AdminPassword, false
+	if pw == "" {
+		pw, generated = generatePassword(), true
+	}
+	created, err := s.store.EnsureAdminUser(ctx, pw)
+	if err != nil {
+		return fmt.Errorf("admin user: %w", err)
+	}
+	switch {
+	case !created:
+		return nil
+	case !generated:
+		fmt.Fprintf(s.stdout, "Created dashboard user %s with the password from dashboard.admin_password.\n", store.AdminUserName)
+		return nil
+	}
+	s.AdminPassword = pw
+	path := filepath.Join(s.cfg.DataDir, "admin.password")
+	if err := os.WriteFile(path, []byte(pw+"\n"), 0o600); err != nil {
+		return fmt.Errorf("save admin password: %w", err)
+	}
+	fmt.Fprintf(s.stdout, "Created dashboard user %s (password shown once; also saved to %s):\n  %s\n", store.AdminUserName, path, pw)
 	return nil
+}
+
+// generatePassword returns 128 random bits as 26 base32 characters: easy
+// to type from a terminal, far beyond guessing.
+func generatePassword() string {
+	var b [16]byte
+	rand.Read(b[:]) // never fails (Go 1.24+)
+	return strings.ToLower(base32.StdEncoding.WithPadding(base32.NoPadding).EncodeToString(b[:]))
 }
 
 func (s *Server) loadTLS() error {
@@ -146,9 +192,10 @@ func (s *Server) wire() {
 	})
 	mux := http.NewServeMux()
 	mux.Handle("GET /v1/device", s.devices)
+	s.Auth = api.NewAuthenticator(s.store, api.WithSessionLimits(cfg.Dashboard.SessionIdle, cfg.Dashboard.SessionMax))
 	mux.Handle("/api/", api.New(api.Config{
 		Store: s.store, Sessions: s.registry, Commands: s.commands, Logger: s.log,
-		HubURL: s.deviceURL(), CAFingerprint: s.caFingerprint(),
+		HubURL: s.deviceURL(), CAFingerprint: s.caFingerprint(), Auth: s.Auth,
 	}))
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) { io.WriteString(w, "ok\n") })
 	mux.HandleFunc("GET /readyz", s.ready)
