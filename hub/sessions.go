@@ -18,11 +18,23 @@ type Registry struct {
 	mu       sync.Mutex
 	sessions map[string]Session
 	metrics  *Metrics
+	presence func(deviceID string, online bool) // see OnPresence
 }
 
 // NewRegistry returns an empty registry.
 func NewRegistry(m *Metrics) *Registry {
 	return &Registry{sessions: make(map[string]Session), metrics: m}
+}
+
+// OnPresence sets f to hear each device come online (its first session)
+// and go offline (its session ended, not replaced). Call it before sessions
+// start. f runs under the registry's lock so events stay in order; it must
+// not block or call back into the registry (the live broker's DeviceState
+// does neither).
+func (r *Registry) OnPresence(f func(deviceID string, online bool)) {
+	r.mu.Lock()
+	r.presence = f
+	r.mu.Unlock()
 }
 
 // Register makes s the live session of deviceID. An older session of the
@@ -31,6 +43,9 @@ func (r *Registry) Register(deviceID string, s Session) {
 	r.mu.Lock()
 	old := r.sessions[deviceID]
 	r.sessions[deviceID] = s
+	if old == nil && r.presence != nil {
+		r.presence(deviceID, true)
+	}
 	r.mu.Unlock()
 	if old != nil {
 		old.Close(protocol.CloseReplaced, "replaced by a newer session")
@@ -46,6 +61,9 @@ func (r *Registry) Unregister(deviceID string, s Session) {
 	if r.sessions[deviceID] == s {
 		delete(r.sessions, deviceID)
 		r.metrics.Connections.Dec()
+		if r.presence != nil {
+			r.presence(deviceID, false)
+		}
 	}
 }
 

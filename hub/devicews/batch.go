@@ -36,6 +36,9 @@ func (s *session) handleBatch(b *protocol.Batch) error {
 	}
 	m.Batches.Inc()
 	m.Points.Add(float64(len(b.Points)))
+	if s.h.cfg.Live != nil {
+		s.h.cfg.Live.Publish(s.dev.ID, b) // non-blocking; reads b only, as ingest does
+	}
 	ib := &hub.IngestBatch{DeviceID: s.dev.ID, Labels: s.dev.Labels, Batch: b}
 	seq := b.Seq
 	err := s.h.cfg.Ingester.Submit(s.ctx, ib, func(err error) { s.stored(seq, err) })

@@ -32,6 +32,9 @@ type Config struct {
 	// Commands, if set, gets each device's command results and learns when
 	// a device connects (to deliver its pending commands).
 	Commands Commands
+	// Live, if set, gets every validated batch for the dashboard, beside
+	// ingest (hub/live.Broker). Publish must not block.
+	Live LivePublisher
 
 	Limits           protocol.Limits
 	MaxMessageBytes  int           // default protocol.DefaultMaxMessageBytes
@@ -68,6 +71,11 @@ func (c *Config) setDefaults() {
 	if c.Logger == nil {
 		c.Logger = slog.New(slog.DiscardHandler)
 	}
+}
+
+// LivePublisher fans validated telemetry out to live dashboards.
+type LivePublisher interface {
+	Publish(deviceID string, b *protocol.Batch)
 }
 
 // Commands is the hub's command service as device sessions see it.
