@@ -114,18 +114,18 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if !h.origins.allows(r.Header.Get("Origin")) {
-		h.count("origin")
+		h.count("refused_origin")
 		http.Error(w, "origin not allowed", http.StatusForbidden)
 		return
 	}
 	name, role, err := h.cfg.Authenticate(r)
 	if err != nil {
-		h.count("unauthenticated")
+		h.count("refused_auth")
 		http.Error(w, "authentication required", http.StatusUnauthorized)
 		return
 	}
 	if !role.Allows(hub.RoleViewer) {
-		h.count("forbidden")
+		h.count("refused_role")
 		http.Error(w, "role may not watch the fleet", http.StatusForbidden)
 		return
 	}

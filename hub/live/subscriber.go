@@ -86,7 +86,8 @@ func (s *Subscriber) end(cause error) {
 		b := s.b
 		b.mu.Lock()
 		delete(b.fleetSubs, s)
-		for id := range b.deviceSubs {
+		s.mu.Lock()
+		for id := range s.devices {
 			if subs := b.deviceSubs[id]; subs != nil {
 				delete(subs, s)
 				if len(subs) == 0 {
@@ -94,6 +95,7 @@ func (s *Subscriber) end(cause error) {
 				}
 			}
 		}
+		s.mu.Unlock()
 		b.mu.Unlock()
 		b.metrics.Subscribers.Dec()
 		if cause == ErrTooSlow {

@@ -92,14 +92,24 @@ func (d *deviceState) summary(id string) fleetEntry {
 	return fleetEntry{id: id, online: d.online, lastSeen: d.lastSeen, metrics: maps.Clone(d.metrics)}
 }
 
-// seriesKey identifies a series: the name and its sorted tags.
+// seriesKey identifies a series: the name and its sorted tags. It runs
+// once per point on the ingest path, so it avoids allocating beyond the key.
 func seriesKey(name string, tags map[string]string) string {
 	if len(tags) == 0 {
 		return name
 	}
+	var stack [16]string // protocol limits tags per point to 16 by default
+	keys := stack[:0]
+	n := len(name)
+	for k, v := range tags {
+		keys = append(keys, k)
+		n += len(k) + len(v) + 2
+	}
+	slices.Sort(keys)
 	var b strings.Builder
+	b.Grow(n)
 	b.WriteString(name)
-	for _, k := range slices.Sorted(maps.Keys(tags)) {
+	for _, k := range keys {
 		b.WriteByte(0)
 		b.WriteString(k)
 		b.WriteByte('=')
