@@ -118,6 +118,11 @@ func (s *server) startSession(w http.ResponseWriter, r *http.Request, user strin
 		s.writeStoreError(w, r, err)
 		return
 	}
+	// Sign-ins are rare, so they are a cheap moment to drop abandoned
+	// sessions; failing to is no reason to refuse this one.
+	if _, err := s.cfg.Store.DeleteExpiredSessions(r.Context(), s.auth.limits); err != nil {
+		s.log.Warn("delete expired sessions", "err", err)
+	}
 	http.SetCookie(w, sessionCookie(id, s.auth.limits.Max))
 	s.log.Info("signed in", "user", user, "addr", sourceAddr(r))
 	writeJSON(w, http.StatusOK, LoginResponse{User: UserRef{Name: user, Role: sess.Role}, CSRFToken: sess.CSRFToken})

@@ -223,3 +223,24 @@ func TestSessionEnds(t *testing.T) {
 		t.Fatalf("junk id: %v", err)
 	}
 }
+
+func TestDeleteExpiredSessions(t *testing.T) {
+	s, clk := openUsers(t)
+	ctx := context.Background()
+	lim := SessionLimits{Idle: time.Hour, Max: 3 * time.Hour}
+	s.CreateUser(ctx, "alice", hub.RoleViewer, pw)
+	old, _, _ := s.CreateSession(ctx, "alice", lim)
+	clk.Add(30 * time.Minute)
+	fresh, _, _ := s.CreateSession(ctx, "alice", lim)
+	clk.Add(30 * time.Minute) // old is idle for exactly the limit
+	n, err := s.DeleteExpiredSessions(ctx, lim)
+	if err != nil || n != 1 {
+		t.Fatalf("DeleteExpiredSessions = %d, %v", n, err)
+	}
+	if _, err := s.TouchSession(ctx, fresh, lim); err != nil {
+		t.Fatalf("fresh session: %v", err)
+	}
+	if _, err := s.TouchSession(ctx, old, lim); !errors.Is(err, hub.ErrUnauthorized) {
+		t.Fatalf("old session: %v", err)
+	}
+}
