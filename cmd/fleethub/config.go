@@ -35,6 +35,9 @@ type DashboardConfig struct {
 	AdminPassword string        `mapstructure:"admin_password" secret:"true"`
 	SessionIdle   time.Duration `mapstructure:"session_idle"`
 	SessionMax    time.Duration `mapstructure:"session_max"`
+	// Origins may open the live WebSocket besides public_url's origin
+	// (exactly scheme://host[:port], e.g. a reverse proxy's name).
+	Origins []string `mapstructure:"origins"`
 }
 
 // TLSConfig selects the server certificate.

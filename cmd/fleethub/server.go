@@ -15,6 +15,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -25,8 +26,10 @@ import (
 	"github.com/fleetwire/fleetwire/hub"
 	"github.com/fleetwire/fleetwire/hub/api"
 	"github.com/fleetwire/fleetwire/hub/certs"
+	"github.com/fleetwire/fleetwire/hub/dashws"
 	"github.com/fleetwire/fleetwire/hub/devicews"
 	"github.com/fleetwire/fleetwire/hub/influx"
+	"github.com/fleetwire/fleetwire/hub/live"
 	"github.com/fleetwire/fleetwire/hub/store"
 	"github.com/fleetwire/fleetwire/protocol"
 )
@@ -43,7 +46,9 @@ type Server struct {
 	registry *hub.Registry
 	ingester *hub.Ingester
 	commands *hub.CommandService
-	cmdStop  context.CancelFunc
+	live     *live.Broker
+	liveWS   *dashws.Handler
+	cmdStop  context.CancelFunc // stops the command service and the live broker
 	cmdDone  chan struct{}
 	devices  *devicews.Handler
 	tls      *tls.Config
@@ -92,7 +97,9 @@ func NewServer(cfg Config, stdout, stderr io.Writer) (s *Server, err error) {
 	if err != nil {
 		return nil, fmt.Errorf("influx: %w", err)
 	}
-	s.wire()
+	if err := s.wire(); err != nil {
+		return nil, err
+	}
 	return s, nil
 }
 
@@ -175,7 +182,7 @@ func (s *Server) loadTLS() error {
 }
 
 // wire builds the core and the HTTP routes.
-func (s *Server) wire() {
+func (s *Server) wire() error {
 	cfg := s.cfg
 	m := hub.NewMetrics(s.reg)
 	s.registry = hub.NewRegistry(m)
@@ -183,9 +190,11 @@ func (s *Server) wire() {
 		QueuePoints: cfg.Ingest.QueuePoints, Workers: cfg.Ingest.Workers, MaxWritePoints: cfg.Ingest.MaxWritePoints,
 	}, s.sink, m, s.log)
 	s.commands = hub.NewCommandService(s.store, s.registry, hub.NewCommandMetrics(s.reg), s.log)
+	s.live = live.New(live.Config{Registerer: s.reg})
+	s.registry.OnPresence(s.live.DeviceState)
 	s.devices = devicews.New(devicews.Config{
 		Store: s.store, DeadLetters: s.store, Registry: s.registry, Ingester: s.ingester, Metrics: m, Logger: s.log,
-		Commands:        s.commands,
+		Commands: s.commands, Live: s.live,
 		Limits:          protocol.Limits{MaxPoints: cfg.Device.MaxPoints},
 		MaxMessageBytes: int(cfg.Device.MaxMessageBytes), MaxInflight: cfg.Device.MaxInflight,
 		PingInterval: cfg.Device.PingInterval, HelloTimeout: cfg.Device.HelloTimeout,
@@ -197,6 +206,19 @@ func (s *Server) wire() {
 		Store: s.store, Sessions: s.registry, Commands: s.commands, Logger: s.log,
 		HubURL: s.deviceURL(), CAFingerprint: s.caFingerprint(), Auth: s.Auth,
 	}))
+	auth := func(r *http.Request) (string, hub.Role, error) {
+		p, err := s.Auth.FromRequest(r)
+		return p.Name, p.Role, err
+	}
+	var err error
+	s.liveWS, err = dashws.New(dashws.Config{
+		Broker: s.live, Authenticate: auth, PublicURL: s.publicURL(), AllowedOrigins: cfg.Dashboard.Origins, Logger: s.log,
+	})
+	if err != nil {
+		return fmt.Errorf("dashboard.origins: %w", err)
+	}
+	mux.Handle("GET /v1/live", s.liveWS)
+	mux.Handle("GET /api/v1/devices/{id}/recent", dashws.NewRecentHandler(s.live, auth))
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) { io.WriteString(w, "ok\n") })
 	mux.HandleFunc("GET /readyz", s.ready)
 	mux.Handle("GET /metrics", promhttp.HandlerFor(s.reg, promhttp.HandlerOpts{Registry: s.reg}))
@@ -210,6 +232,15 @@ func (s *Server) wire() {
 	// Shutdown waits for open requests: end long polls at once.
 	srv.RegisterOnShutdown(s.commands.Shutdown)
 	s.http = srv
+	return nil
+}
+
+// publicURL is how browsers reach the hub: public_url, or this host.
+func (s *Server) publicURL() string {
+	if s.cfg.PublicURL != "" {
+		return s.cfg.PublicURL
+	}
+	return strings.Replace(strings.TrimSuffix(s.deviceURL(), "/v1/device"), "ws", "http", 1)
 }
 
 // ready answers /readyz: the store is open and InfluxDB has our bucket.
@@ -242,7 +273,14 @@ func (s *Server) Listen() error {
 	s.ln = ln
 	ctx, cancel := context.WithCancel(context.Background())
 	s.cmdStop, s.cmdDone = cancel, make(chan struct{})
-	go func() { defer close(s.cmdDone); s.commands.Run(ctx) }()
+	go func() {
+		defer close(s.cmdDone)
+		var wg sync.WaitGroup
+		wg.Add(1)
+		go func() { defer wg.Done(); s.live.Run(ctx) }()
+		s.commands.Run(ctx)
+		wg.Wait()
+	}()
 	s.announce()
 	return nil
 }
@@ -321,6 +359,9 @@ func (s *Server) Close(ctx context.Context) error {
 	var errs []error
 	if s.http != nil {
 		errs = append(errs, s.http.Shutdown(ctx))
+	}
+	if s.liveWS != nil {
+		errs = append(errs, s.liveWS.Close(ctx))
 	}
 	if s.devices != nil {
 		errs = append(errs, s.devices.Close(ctx))
