@@ -1,0 +1,93 @@
+// REST client for /api/v1. The session lives in the HttpOnly cookie; the
+// CSRF token is kept in memory only and sent on state-changing requests.
+
+export interface User { name: string; role: string }
+
+export interface Device {
+  id: string
+  labels?: Record<string, string> | null
+  created_at?: string
+  revoked?: boolean
+  last_seen?: string | null
+  agent_version?: string
+  transport?: string
+  online: boolean
+}
+
+// Series is one metric of a device's recent window (hub/live.SeriesSamples).
+export interface Series { name: string; tags?: Record<string, string>; t: number[]; v: number[] }
+
+export class HTTPError extends Error {
+  constructor(public status: number, message: string) { super(message) }
+}
+
+let csrfToken = ''
+let onUnauthorized: () => void = () => {}
+
+export function setUnauthorizedHandler(f: () => void): void { onUnauthorized = f }
+
+async function request<T>(method: string, path: string, body?: unknown): Promise<T> {
+  const headers: Record<string, string> = { Accept: 'application/json' }
+  if (body !== undefined) headers['Content-Type'] = 'application/json'
+  if (method !== 'GET' && method !== 'HEAD' && csrfToken) headers['X-CSRF-Token'] = csrfToken
+  const resp = await fetch(path, {
+    method, headers, credentials: 'same-origin',
+    body: body === undefined ? undefined : JSON.stringify(body),
+  })
+  if (!resp.ok) {
+    const msg = await errorText(resp)
+    if (resp.status === 401 && path !== '/api/v1/login' && path !== '/api/v1/me') onUnauthorized()
+    throw new HTTPError(resp.status, msg)
+  }
+  if (resp.status === 204) return undefined as T
+  return resp.json() as Promise<T>
+}
+
+async function errorText(resp: Response): Promise<string> {
+  const text = (await resp.text()).trim()
+  try {
+    const j = JSON.parse(text)
+    if (j && typeof j.error === 'string') return j.error
+  } catch { /* plain text */ }
+  return text || `${resp.status} ${resp.statusText}`
+}
+
+export async function login(username: string, password: string): Promise<User> {
+  const r = await request<{ user: User; csrf_token: string }>('POST', '/api/v1/login', { username, password })
+  csrfToken = r.csrf_token
+  return r.user
+}
+
+export async function me(): Promise<User> {
+  const r = await request<{ name: string; role: string; csrf_token?: string }>('GET', '/api/v1/me')
+  csrfToken = r.csrf_token ?? ''
+  return { name: r.name, role: r.role }
+}
+
+export async function logout(): Promise<void> {
+  try { await request<void>('POST', '/api/v1/logout') } finally { csrfToken = '' }
+}
+
+export async function devices(): Promise<Device[]> {
+  const r = await request<{ devices: Device[] | null }>('GET', '/api/v1/devices')
+  return r.devices ?? []
+}
+
+export async function device(id: string): Promise<Device> {
+  const r = await request<{ device: Device }>('GET', `/api/v1/devices/${encodeURIComponent(id)}`)
+  return r.device
+}
+
+// recent fetches the device's in-memory window. The parser is tolerant:
+// series without parallel numeric t/v arrays are dropped, not fatal.
+export async function recent(id: string, since = '10m'): Promise<Series[]> {
+  const r = await request<{ series?: unknown }>('GET', `/api/v1/devices/${encodeURIComponent(id)}/recent?since=${since}`)
+  const out: Series[] = []
+  if (!Array.isArray(r.series)) return out
+  for (const s of r.series as Partial<Series>[]) {
+    if (!s || typeof s.name !== 'string' || !Array.isArray(s.t) || !Array.isArray(s.v)) continue
+    const n = Math.min(s.t.length, s.v.length)
+    out.push({ name: s.name, tags: s.tags ?? undefined, t: s.t.slice(0, n), v: s.v.slice(0, n) })
+  }
+  return out
+}
