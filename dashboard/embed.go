@@ -50,9 +50,11 @@ func Built() bool {
 // for missing assets and for /api/ and /v1/ paths (those belong to the hub;
 // a typo there must not answer 200 with HTML). Every answer carries the
 // security headers. Without a build it answers 503 naming the make target.
-func Handler() http.Handler {
-	root := dist()
-	built := Built()
+func Handler() http.Handler { return newHandler(dist()) }
+
+func newHandler(root fs.FS) http.Handler {
+	_, err := fs.Stat(root, "index.html")
+	built := err == nil
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		setSecurityHeaders(w.Header())
 		if r.Method != http.MethodGet && r.Method != http.MethodHead {

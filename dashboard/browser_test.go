@@ -1,0 +1,268 @@
+package dashboard_test
+
+import (
+	"context"
+	"encoding/json"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/chromedp/chromedp"
+	"github.com/gorilla/websocket"
+
+	"github.com/fleetwire/fleetwire/dashboard"
+)
+
+// fakeHub serves the dashboard plus just enough of /api/v1 and /v1/live for
+// the overview: one user (admin/secret), two devices, and a live socket
+// whose fleet messages the test pushes through fleet.
+type fakeHub struct {
+	t     *testing.T
+	fleet chan any // messages sent on every open live socket (one browser here)
+	url   string
+}
+
+const (
+	fakeUser     = "admin"
+	fakePassword = "secret"
+	fakeSession  = "sess-1"
+	fakeCSRF     = "csrf-1"
+)
+
+func newFakeHub(t *testing.T) *fakeHub {
+	f := &fakeHub{t: t, fleet: make(chan any, 8)}
+	mux := http.NewServeMux()
+	mux.Handle("/", dashboard.Handler())
+	mux.HandleFunc("POST /api/v1/login", f.login)
+	mux.HandleFunc("GET /api/v1/me", f.authed(func(w http.ResponseWriter, r *http.Request) {
+		writeJSON(w, map[string]any{"name": fakeUser, "role": "admin", "kind": "user", "csrf_token": fakeCSRF})
+	}))
+	mux.HandleFunc("POST /api/v1/logout", f.authed(func(w http.ResponseWriter, r *http.Request) {
+		w.WriteHeader(http.StatusNoContent)
+	}))
+	mux.HandleFunc("GET /api/v1/devices", f.authed(func(w http.ResponseWriter, r *http.Request) {
+		seen := time.Now().Add(-30 * time.Second).UTC().Format(time.RFC3339Nano)
+		writeJSON(w, map[string]any{"devices": []map[string]any{
+			{"id": "pi-01", "labels": map[string]string{"site": "lab"}, "online": true, "last_seen": seen, "agent_version": "0.4.0", "transport": "ws"},
+			{"id": "pi-02", "labels": map[string]string{"site": "roof"}, "online": false, "agent_version": "0.3.9", "transport": "ws"},
+		}})
+	}))
+	mux.HandleFunc("GET /v1/live", f.authed(f.live))
+	srv := httptest.NewServer(mux)
+	t.Cleanup(srv.Close)
+	f.url = srv.URL
+	return f
+}
+
+func (f *fakeHub) authed(next http.HandlerFunc) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		c, err := r.Cookie("fw_session")
+		if err != nil || c.Value != fakeSession {
+			http.Error(w, `{"error":"authentication required"}`, http.StatusUnauthorized)
+			return
+		}
+		if r.Method == http.MethodPost && r.Header.Get("X-CSRF-Token") != fakeCSRF {
+			http.Error(w, `{"error":"csrf"}`, http.StatusForbidden)
+			return
+		}
+		next(w, r)
+	}
+}
+
+func (f *fakeHub) login(w http.ResponseWriter, r *http.Request) {
+	var req struct{ Username, Password string }
+	if err := json.NewDecoder(r.Body).Decode(&req); err != nil || req.Username != fakeUser || req.Password != fakePassword {
+		w.Header().Set("Content-Type", "application/json")
+		w.WriteHeader(http.StatusUnauthorized)
+		_, _ = w.Write([]byte(`{"error":"invalid credentials"}`))
+		return
+	}
+	http.SetCookie(w, &http.Cookie{Name: "fw_session", Value: fakeSession, Path: "/", HttpOnly: true, SameSite: http.SameSiteStrictMode})
+	writeJSON(w, map[string]any{"user": map[string]string{"name": fakeUser, "role": "admin"}, "csrf_token": fakeCSRF})
+}
+
+// live checks Origin like the hub does, says hello, waits for the fleet
+// subscription, sends the first summary, then forwards f.fleet.
+func (f *fakeHub) live(w http.ResponseWriter, r *http.Request) {
+	up := websocket.Upgrader{CheckOrigin: func(r *http.Request) bool { return r.Header.Get("Origin") == f.url }}
+	ws, err := up.Upgrade(w, r, nil)
+	if err != nil {
+		return
+	}
+	defer ws.Close()
+	_ = ws.WriteJSON(map[string]string{"type": "hello", "user": fakeUser, "role": "admin"})
+	var sub struct{ Type, Topic string }
+	if err := ws.ReadJSON(&sub); err != nil || sub.Type != "subscribe" || sub.Topic != "fleet" {
+		f.t.Errorf("first live message = %+v, %v; want subscribe fleet", sub, err)
+		return
+	}
+	_ = ws.WriteJSON(fleetMsg(12.5))
+	go func() { // drain client messages so close frames are seen
+		for {
+			if _, _, err := ws.ReadMessage(); err != nil {
+				return
+			}
+		}
+	}()
+	for {
+		select {
+		case m := <-f.fleet:
+			if err := ws.WriteJSON(m); err != nil {
+				return
+			}
+		case <-r.Context().Done():
+			return
+		}
+	}
+}
+
+func fleetMsg(cpu float64) map[string]any {
+	return map[string]any{"type": "fleet", "devices": []map[string]any{{
+		"id": "pi-01", "online": true, "last_seen": time.Now().UnixMilli(),
+		"metrics": map[string]float64{"cpu.usage_percent": cpu, "mem.used_percent": 41.2, "temp.celsius": 48.3},
+	}}}
+}
+
+func writeJSON(w http.ResponseWriter, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	_ = json.NewEncoder(w).Encode(v)
+}
+
+// browser starts Debian's Chromium headless with a fresh profile. A missing
+// browser or an unbuilt dashboard fails the test: CI must not skip it.
+func browser(t *testing.T) context.Context {
+	if !dashboard.Built() {
+		t.Fatal("dashboard not built (dashboard/dist has no index.html): run `make tools dashboard`, then test again")
+	}
+	bin := os.Getenv("FLEETWIRE_CHROMIUM")
+	if bin == "" {
+		bin = "/usr/bin/chromium"
+	}
+	if _, err := exec.LookPath(bin); err != nil {
+		t.Fatalf("chromium not found at %s (%v): run `make tools dashboard` (Debian package chromium)", bin, err)
+	}
+	opts := []chromedp.ExecAllocatorOption{
+		chromedp.ExecPath(bin),
+		chromedp.UserDataDir(t.TempDir()),
+		chromedp.WindowSize(1280, 800),
+		chromedp.Flag("headless", true),
+		chromedp.Flag("no-sandbox", true),
+		chromedp.Flag("disable-gpu", true),
+		chromedp.Flag("disable-background-networking", true),
+		chromedp.Flag("disable-component-update", true),
+		chromedp.Flag("no-first-run", true),
+		chromedp.Flag("disable-quic", true),
+		chromedp.Flag("disable-sync", true),
+		chromedp.Flag("no-default-browser-check", true),
+	}
+	actx, cancelAlloc := chromedp.NewExecAllocator(context.Background(), opts...)
+	ctx, cancel := chromedp.NewContext(actx, chromedp.WithErrorf(t.Logf))
+	ctx, cancelTimeout := context.WithTimeout(ctx, 60*time.Second)
+	t.Cleanup(func() { cancelTimeout(); cancel(); cancelAlloc() })
+	if err := chromedp.Run(ctx); err != nil {
+		t.Fatalf("start chromium %s: %v", bin, err)
+	}
+	return ctx
+}
+
+func artifactsDir(t *testing.T) string {
+	dir := os.Getenv("FLEETWIRE_ARTIFACTS")
+	if dir == "" {
+		return t.TempDir()
+	}
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	return dir
+}
+
+// pollText evaluates a JS expression until it returns want or the deadline
+// passes; it returns the last value seen.
+func pollText(ctx context.Context, expr, want string, within time.Duration) (string, error) {
+	deadline := time.Now().Add(within)
+	var got string
+	for {
+		if err := chromedp.Run(ctx, chromedp.Evaluate(expr, &got)); err != nil {
+			return got, err
+		}
+		if got == want || time.Now().After(deadline) {
+			return got, nil
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+func TestOverviewInBrowser(t *testing.T) {
+	hub := newFakeHub(t)
+	ctx := browser(t)
+
+	// A wrong password shows the error and stays on the sign-in page.
+	var errText string
+	err := chromedp.Run(ctx,
+		chromedp.Navigate(hub.url+"/"),
+		chromedp.WaitVisible(`input[name=username]`),
+		chromedp.SendKeys(`input[name=username]`, fakeUser),
+		chromedp.SendKeys(`input[name=password]`, "wrong"),
+		chromedp.Click(`form.signin button[type=submit]`),
+		chromedp.WaitVisible(`form.signin .error`),
+		chromedp.Text(`form.signin .error`, &errText),
+	)
+	if err != nil {
+		t.Fatalf("sign-in page: %v", err)
+	}
+	if !strings.Contains(errText, "Wrong user name or password") {
+		t.Errorf("error after a wrong password = %q", errText)
+	}
+
+	// Sign in; the overview lists both devices with their first live values.
+	err = chromedp.Run(ctx,
+		chromedp.SetValue(`input[name=password]`, fakePassword),
+		chromedp.Click(`form.signin button[type=submit]`),
+		chromedp.WaitVisible(`tr[data-device="pi-02"]`),
+	)
+	if err != nil {
+		t.Fatalf("sign in: %v", err)
+	}
+	const rowsJS = `document.querySelectorAll('table.devices tbody tr[data-device]').length.toString()`
+	if n, err := pollText(ctx, rowsJS, "2", 2*time.Second); err != nil || n != "2" {
+		t.Fatalf("device rows = %s, %v; want 2", n, err)
+	}
+	const cpuJS = `(document.querySelector('tr[data-device="pi-01"] td[data-metric=cpu]')||{}).textContent||''`
+	if got, err := pollText(ctx, cpuJS, "12.5 %", 2*time.Second); err != nil || got != "12.5 %" {
+		t.Fatalf("pi-01 CPU after the first fleet message = %q, %v; want 12.5 %%", got, err)
+	}
+
+	// A live fleet message moves the value within 2 s.
+	hub.fleet <- fleetMsg(87.5)
+	if got, err := pollText(ctx, cpuJS, "87.5 %", 2*time.Second); err != nil || got != "87.5 %" {
+		t.Fatalf("pi-01 CPU after a live update = %q, %v; want 87.5 %% within 2s", got, err)
+	}
+	var counts, banner string
+	if err := chromedp.Run(ctx,
+		chromedp.Text(`.counts`, &counts),
+		chromedp.Evaluate(`document.querySelector('.banner').hidden ? 'hidden' : 'shown'`, &banner),
+	); err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(counts, "1 online") || !strings.Contains(counts, "1 offline") {
+		t.Errorf("counts = %q, want 1 online, 1 offline", counts)
+	}
+	if banner != "hidden" {
+		t.Errorf("reconnecting banner %s while the socket is open", banner)
+	}
+
+	var png []byte
+	if err := chromedp.Run(ctx, chromedp.CaptureScreenshot(&png)); err != nil {
+		t.Fatalf("screenshot: %v", err)
+	}
+	out := filepath.Join(artifactsDir(t), "dashboard-overview.png")
+	if err := os.WriteFile(out, png, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("overview screenshot: %s", out)
+}
