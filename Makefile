@@ -9,12 +9,16 @@ GO      ?= go
 export FLEETWIRE_INFLUXD := $(INFLUXD)
 export PATH := $(PATH):/usr/local/go/bin
 
-.PHONY: all build tools debs test vet unit fuzz demo release bench clean
+.PHONY: all build dashboard tools debs test vet unit fuzz demo release bench clean
 
 all: build
 
-build:
+build: dashboard
 	$(GO) build -trimpath -ldflags '$(LDFLAGS)' -o bin/ ./cmd/...
+
+## dashboard: the web app (npm + Vite + uPlot) into dashboard/dist, embedded by fleethub
+dashboard:
+	@dashboard/build.sh
 
 ## tools: InfluxDB 1.8.10 (pure Go build from the module proxy) and Debian packages
 tools: $(INFLUXD) debs
@@ -32,7 +36,7 @@ vet:
 ## test: everything CI runs: vet, the whole suite with the race detector
 ## (integration tests start real influxd, real hubs and agents over loopback,
 ## arm builds under qemu), and the fuzz seed corpora.
-test: tools vet
+test: tools dashboard vet
 	$(GO) test -race -timeout 25m -count=1 ./...
 
 ## fuzz: run each fuzz target for a while (FUZZTIME, default 60s)
@@ -45,7 +49,7 @@ demo: tools build
 	@scripts/demo.sh
 
 ## release: static, stripped, version-stamped binaries in dist/
-release:
+release: dashboard
 	@scripts/release.sh $(VERSION)
 
 ## bench: codec, ingest and InfluxDB baseline benchmarks (see BENCHMARKS.md)

@@ -4,6 +4,8 @@ set -euo pipefail
 need=()
 command -v qemu-arm-static >/dev/null 2>&1 || need+=(qemu-user-static)
 command -v curl >/dev/null 2>&1 || need+=(curl)
+command -v chromium >/dev/null 2>&1 || need+=(chromium)   # dashboard tests drive a real browser
+command -v npm >/dev/null 2>&1 || need+=(nodejs npm)      # dashboard build (Node 20.19+)
 if ((${#need[@]} == 0)); then
 	exit 0
 fi
