@@ -52,6 +52,25 @@ func newFakeHub(t *testing.T) *fakeHub {
 			{"id": "pi-02", "labels": map[string]string{"site": "roof"}, "online": false, "agent_version": "0.3.9", "transport": "ws"},
 		}})
 	}))
+	mux.HandleFunc("GET /api/v1/devices/{id}", f.authed(func(w http.ResponseWriter, r *http.Request) {
+		writeJSON(w, map[string]any{"device": map[string]any{"id": r.PathValue("id"), "labels": map[string]string{"site": "lab"},
+			"online": true, "agent_version": "0.4.0", "transport": "ws"}})
+	}))
+	mux.HandleFunc("GET /api/v1/devices/{id}/recent", f.authed(func(w http.ResponseWriter, r *http.Request) {
+		// The shape of hub/dashws.RecentResponse.
+		now := time.Now().UnixMilli()
+		var ts []int64
+		var vs []float64
+		for i := int64(60); i > 0; i-- {
+			ts, vs = append(ts, now-i*5000), append(vs, 20+float64(i%7))
+		}
+		vs[len(vs)-1] = 33
+		writeJSON(w, map[string]any{"device": r.PathValue("id"), "window_seconds": 600, "series": []map[string]any{
+			{"name": "cpu.usage_percent", "t": ts, "v": vs},
+			{"name": "cpu.usage_percent", "tags": map[string]string{"cpu": "cpu0"}, "t": ts, "v": vs},
+			{"name": "temp.celsius", "t": ts, "v": vs},
+		}})
+	}))
 	mux.HandleFunc("GET /v1/live", f.authed(f.live))
 	srv := httptest.NewServer(mux)
 	t.Cleanup(srv.Close)
@@ -146,9 +165,20 @@ func browser(t *testing.T) context.Context {
 	if _, err := exec.LookPath(bin); err != nil {
 		t.Fatalf("chromium not found at %s (%v): run `make tools dashboard` (Debian package chromium)", bin, err)
 	}
+	// Not t.TempDir: Chromium's helper processes may still write to the
+	// profile for a moment after the browser exits, so removal retries.
+	profile, err := os.MkdirTemp("", "fleetwire-chromium-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		for i := 0; i < 50 && os.RemoveAll(profile) != nil; i++ {
+			time.Sleep(100 * time.Millisecond)
+		}
+	})
 	opts := []chromedp.ExecAllocatorOption{
 		chromedp.ExecPath(bin),
-		chromedp.UserDataDir(t.TempDir()),
+		chromedp.UserDataDir(profile),
 		chromedp.WindowSize(1280, 800),
 		chromedp.Flag("headless", true),
 		chromedp.Flag("no-sandbox", true),
@@ -265,4 +295,31 @@ func TestOverviewInBrowser(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Logf("overview screenshot: %s", out)
+
+	// Device page: charts fill from the recent window, then move live.
+	const valueJS = `(document.querySelector('.chart[data-metric="cpu.usage_percent"] .value')||{}).textContent||''`
+	if err := chromedp.Run(ctx,
+		chromedp.Click(`tr[data-device="pi-01"] a`),
+		chromedp.WaitVisible(`.chart[data-metric="cpu.usage_percent"] canvas`),
+	); err != nil {
+		t.Fatalf("device page: %v", err)
+	}
+	if got, err := pollText(ctx, valueJS, "33.0 %", 2*time.Second); err != nil || got != "33.0 %" {
+		t.Fatalf("device page CPU from the recent window = %q, %v; want 33.0 %%", got, err)
+	}
+	hub.fleet <- map[string]any{"type": "points", "device": "pi-01", "points": []map[string]any{
+		{"name": "cpu.usage_percent", "t": time.Now().UnixMilli(), "v": 55.5},
+		{"name": "cpu.usage_percent", "t": time.Now().UnixMilli(), "v": 99.0, "tags": map[string]string{"cpu": "cpu0"}},
+	}}
+	if got, err := pollText(ctx, valueJS, "55.5 %", 2*time.Second); err != nil || got != "55.5 %" {
+		t.Fatalf("device page CPU after a live point = %q, %v; want 55.5 %%", got, err)
+	}
+	if err := chromedp.Run(ctx, chromedp.CaptureScreenshot(&png)); err != nil {
+		t.Fatalf("screenshot: %v", err)
+	}
+	out = filepath.Join(filepath.Dir(out), "dashboard-device.png")
+	if err := os.WriteFile(out, png, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("device screenshot: %s", out)
 }

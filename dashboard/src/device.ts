@@ -34,7 +34,7 @@ export function devicePage(root: HTMLElement, live: LiveSocket, id: string): () 
     error, info, grid)
 
   const list: Chart[] = charts.map((c) => makeChart(grid, c.name, c.title))
-  const resize = () => { for (const c of list) c.plot.setSize(size(grid)) }
+  const resize = () => { for (const c of list) c.plot.setSize(size(c.plot.root.parentElement!)) }
   window.addEventListener('resize', resize)
 
   function setOnline(on: boolean): void {
@@ -106,10 +106,9 @@ export function devicePage(root: HTMLElement, live: LiveSocket, id: string): () 
   }
 }
 
-function size(grid: HTMLElement): { width: number; height: number } {
-  const w = grid.clientWidth || 600
-  const cols = w >= 1100 ? 3 : w >= 700 ? 2 : 1
-  return { width: Math.floor((w - (cols - 1) * 16) / cols) - 24, height: 200 }
+// size fits a chart to its card (the card's width minus its padding).
+function size(box: HTMLElement): { width: number; height: number } {
+  return { width: Math.max(200, (box.clientWidth || 400) - 24), height: 200 }
 }
 
 function makeChart(grid: HTMLElement, name: string, title: string): Chart {
@@ -120,7 +119,7 @@ function makeChart(grid: HTMLElement, name: string, title: string): Chart {
   const stroke = css.getPropertyValue('--accent').trim() || '#3b82f6'
   const axis = { stroke: css.getPropertyValue('--muted').trim() || '#888', grid: { stroke: 'rgba(128,128,128,0.15)' } }
   const opts: uPlot.Options = {
-    ...size(grid),
+    ...size(box),
     legend: { show: false },
     cursor: { drag: { x: false, y: false } },
     scales: { x: { time: true } },
