@@ -84,6 +84,10 @@ cat <<TXT
 
 Fleetwire demo is running. Logs: $root/{influx,hub,agent}.log
 
+  Dashboard:    https://127.0.0.1:$hub_port/   (the hub's own CA: trust $root/hub/ca.pem,
+                or accept the certificate warning for this local demo)
+  Sign in:      admin / $(cat "$root/hub/admin.password" 2>/dev/null || echo "see $root/hub/admin.password")
+
   Devices:      FLEETCTL_HUB=$FLEETCTL_HUB FLEETCTL_CA_FILE=$FLEETCTL_CA_FILE \\
                 FLEETCTL_TOKEN=\$(cat $root/hub/admin.token) bin/fleetctl device list
   Metrics:      curl --cacert $root/hub/ca.pem https://127.0.0.1:$hub_port/metrics

@@ -23,6 +23,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/fleetwire/fleetwire/cmd/internal/logx"
+	"github.com/fleetwire/fleetwire/dashboard"
 	"github.com/fleetwire/fleetwire/hub"
 	"github.com/fleetwire/fleetwire/hub/api"
 	"github.com/fleetwire/fleetwire/hub/certs"
@@ -219,6 +220,7 @@ func (s *Server) wire() error {
 	}
 	mux.Handle("GET /v1/live", s.liveWS)
 	mux.Handle("GET /api/v1/devices/{id}/recent", dashws.NewRecentHandler(s.live, auth))
+	mux.Handle("/", dashboard.Handler())
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) { io.WriteString(w, "ok\n") })
 	mux.HandleFunc("GET /readyz", s.ready)
 	mux.Handle("GET /metrics", promhttp.HandlerFor(s.reg, promhttp.HandlerOpts{Registry: s.reg}))
@@ -335,6 +337,11 @@ func (s *Server) announce() {
 	s.log.Info("fleethub listening", "version", version, "url", s.URL(), "influx", s.cfg.Influx.URL, "bucket", s.cfg.Influx.Bucket)
 	if s.certInfo != nil && s.certInfo.CAFile != "" {
 		fmt.Fprintf(s.stdout, "Agents trust the hub's CA: ca_file %s, or pin ca_fingerprint %s\n", s.certInfo.CAFile, s.certInfo.CAFingerprint)
+	}
+	if dashboard.Built() {
+		fmt.Fprintf(s.stdout, "Dashboard: %s/\n", strings.TrimSuffix(s.publicURL(), "/"))
+	} else {
+		s.log.Warn("dashboard assets not built into this binary (run `make dashboard` before building)")
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
 	defer cancel()
