@@ -74,9 +74,7 @@ type Handler struct {
 	base     context.Context
 	shutdown context.CancelCauseFunc
 
-	mu       sync.Mutex
-	closing  bool
-	sessions sync.WaitGroup
+	gate hub.Gate
 }
 
 // errShutdown is the cause sessions see when the hub stops.
@@ -129,11 +127,11 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, "role may not watch the fleet", http.StatusForbidden)
 		return
 	}
-	if !h.enter() {
+	if !h.gate.Enter() {
 		http.Error(w, "hub shutting down", http.StatusServiceUnavailable)
 		return
 	}
-	defer h.sessions.Done()
+	defer h.gate.Leave()
 	ws, err := h.upgrader.Upgrade(w, r, nil)
 	if err != nil {
 		return // the upgrader has answered the request
@@ -150,29 +148,10 @@ func (h *Handler) count(reason string) {
 	h.cfg.Broker.Metrics().Disconnects.WithLabelValues(reason).Inc()
 }
 
-func (h *Handler) enter() bool {
-	h.mu.Lock()
-	defer h.mu.Unlock()
-	if h.closing {
-		return false
-	}
-	h.sessions.Add(1)
-	return true
-}
-
 // Close refuses new connections, tells open ones the hub is going away
 // (close 1001, browsers reconnect) and waits for them or ctx. Idempotent.
 func (h *Handler) Close(ctx context.Context) error {
-	h.mu.Lock()
-	h.closing = true
-	h.mu.Unlock()
+	h.gate.Close()
 	h.shutdown(errShutdown)
-	done := make(chan struct{})
-	go func() { h.sessions.Wait(); close(done) }()
-	select {
-	case <-done:
-		return nil
-	case <-ctx.Done():
-		return ctx.Err()
-	}
+	return h.gate.Wait(ctx)
 }

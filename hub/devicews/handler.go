@@ -89,10 +89,9 @@ type Handler struct {
 	cfg      Config
 	upgrader websocket.Upgrader
 
-	mu       sync.Mutex
-	closing  bool
-	live     map[*session]struct{} // every upgraded connection, hello or not
-	sessions sync.WaitGroup
+	gate hub.Gate
+	mu   sync.Mutex
+	live map[*session]struct{} // every upgraded connection, hello or not
 	// dropped remembers the spool drop count each device last reported, so
 	// the metric counts increases once per hub lifetime.
 	dropped map[string]uint64
@@ -146,11 +145,11 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, "subprotocol "+protocol.Subprotocol+" required", http.StatusBadRequest)
 		return
 	}
-	if !h.enter() {
+	if !h.gate.Enter() {
 		http.Error(w, "hub shutting down", http.StatusServiceUnavailable)
 		return
 	}
-	defer h.sessions.Done()
+	defer h.gate.Leave()
 	conn, err := h.upgrader.Upgrade(w, r, nil)
 	if err != nil {
 		return // the upgrader has answered the request
@@ -169,7 +168,9 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 func (h *Handler) track(s *session) bool {
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	if h.closing {
+	// Checked under mu: Close snapshots the live set under mu after closing
+	// the gate, so every session is either refused here or in the snapshot.
+	if h.gate.Closed() {
 		return false
 	}
 	h.live[s] = struct{}{}
@@ -188,23 +189,12 @@ func (h *Handler) refuse(w http.ResponseWriter, reason, msg string) {
 	http.Error(w, msg, http.StatusUnauthorized)
 }
 
-// enter registers a session unless the handler is closing.
-func (h *Handler) enter() bool {
-	h.mu.Lock()
-	defer h.mu.Unlock()
-	if h.closing {
-		return false
-	}
-	h.sessions.Add(1)
-	return true
-}
-
 // Close refuses new sessions, closes the live ones (also those still
 // before their hello) with CloseGoingAway and waits until their goroutines
 // have ended or ctx is done.
 func (h *Handler) Close(ctx context.Context) error {
+	h.gate.Close()
 	h.mu.Lock()
-	h.closing = true
 	live := make([]*session, 0, len(h.live))
 	for s := range h.live {
 		live = append(live, s)
@@ -213,14 +203,7 @@ func (h *Handler) Close(ctx context.Context) error {
 	for _, s := range live {
 		s.Close(protocol.CloseGoingAway, "hub shutting down")
 	}
-	done := make(chan struct{})
-	go func() { h.sessions.Wait(); close(done) }()
-	select {
-	case <-done:
-		return nil
-	case <-ctx.Done():
-		return ctx.Err()
-	}
+	return h.gate.Wait(ctx)
 }
 
 // reportDropped turns a device's cumulative spool drop count into metric
