@@ -25,13 +25,16 @@ type fakeHub struct {
 	t     *testing.T
 	fleet chan any // messages sent on every open live socket (one browser here)
 	url   string
+	cmds  *fakeCommands
 }
 
 const (
-	fakeUser     = "admin"
-	fakePassword = "secret"
-	fakeSession  = "sess-1"
-	fakeCSRF     = "csrf-1"
+	fakeUser          = "admin"
+	fakeViewer        = "viewer" // same password, role viewer
+	fakePassword      = "secret"
+	fakeSession       = "sess-1"
+	fakeViewerSession = "sess-viewer"
+	fakeCSRF          = "csrf-1"
 )
 
 func newFakeHub(t *testing.T) *fakeHub {
@@ -40,7 +43,8 @@ func newFakeHub(t *testing.T) *fakeHub {
 	mux.Handle("/", dashboard.Handler())
 	mux.HandleFunc("POST /api/v1/login", f.login)
 	mux.HandleFunc("GET /api/v1/me", f.authed(func(w http.ResponseWriter, r *http.Request) {
-		writeJSON(w, map[string]any{"name": fakeUser, "role": "admin", "kind": "user", "csrf_token": fakeCSRF})
+		name, role := sessionUser(r)
+		writeJSON(w, map[string]any{"name": name, "role": role, "kind": "user", "csrf_token": fakeCSRF})
 	}))
 	mux.HandleFunc("POST /api/v1/logout", f.authed(func(w http.ResponseWriter, r *http.Request) {
 		w.WriteHeader(http.StatusNoContent)
@@ -48,8 +52,8 @@ func newFakeHub(t *testing.T) *fakeHub {
 	mux.HandleFunc("GET /api/v1/devices", f.authed(func(w http.ResponseWriter, r *http.Request) {
 		seen := time.Now().Add(-30 * time.Second).UTC().Format(time.RFC3339Nano)
 		writeJSON(w, map[string]any{"devices": []map[string]any{
-			{"id": "pi-01", "labels": map[string]string{"site": "lab"}, "online": true, "last_seen": seen, "agent_version": "0.4.0", "transport": "ws"},
-			{"id": "pi-02", "labels": map[string]string{"site": "roof"}, "online": false, "agent_version": "0.3.9", "transport": "ws"},
+			{"id": "pi-01", "labels": map[string]string{"site": "lab", "env": "test"}, "online": true, "last_seen": seen, "agent_version": "0.4.0", "transport": "ws"},
+			{"id": "pi-02", "labels": map[string]string{"site": "roof", "env": "test"}, "online": false, "agent_version": "0.3.9", "transport": "ws"},
 		}})
 	}))
 	mux.HandleFunc("GET /api/v1/devices/{id}", f.authed(func(w http.ResponseWriter, r *http.Request) {
@@ -71,6 +75,8 @@ func newFakeHub(t *testing.T) *fakeHub {
 			{"name": "temp.celsius", "t": ts, "v": vs},
 		}})
 	}))
+	f.cmds = newFakeCommands()
+	f.cmds.routes(mux, f.authed)
 	mux.HandleFunc("GET /v1/live", f.authed(f.live))
 	srv := httptest.NewServer(mux)
 	t.Cleanup(srv.Close)
@@ -81,7 +87,7 @@ func newFakeHub(t *testing.T) *fakeHub {
 func (f *fakeHub) authed(next http.HandlerFunc) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
 		c, err := r.Cookie("fw_session")
-		if err != nil || c.Value != fakeSession {
+		if err != nil || (c.Value != fakeSession && c.Value != fakeViewerSession) {
 			http.Error(w, `{"error":"authentication required"}`, http.StatusUnauthorized)
 			return
 		}
@@ -95,14 +101,26 @@ func (f *fakeHub) authed(next http.HandlerFunc) http.HandlerFunc {
 
 func (f *fakeHub) login(w http.ResponseWriter, r *http.Request) {
 	var req struct{ Username, Password string }
-	if err := json.NewDecoder(r.Body).Decode(&req); err != nil || req.Username != fakeUser || req.Password != fakePassword {
+	if err := json.NewDecoder(r.Body).Decode(&req); err != nil || (req.Username != fakeUser && req.Username != fakeViewer) || req.Password != fakePassword {
 		w.Header().Set("Content-Type", "application/json")
 		w.WriteHeader(http.StatusUnauthorized)
 		_, _ = w.Write([]byte(`{"error":"invalid credentials"}`))
 		return
 	}
-	http.SetCookie(w, &http.Cookie{Name: "fw_session", Value: fakeSession, Path: "/", HttpOnly: true, SameSite: http.SameSiteStrictMode})
-	writeJSON(w, map[string]any{"user": map[string]string{"name": fakeUser, "role": "admin"}, "csrf_token": fakeCSRF})
+	session, role := fakeSession, "admin"
+	if req.Username == fakeViewer {
+		session, role = fakeViewerSession, "viewer"
+	}
+	http.SetCookie(w, &http.Cookie{Name: "fw_session", Value: session, Path: "/", HttpOnly: true, SameSite: http.SameSiteStrictMode})
+	writeJSON(w, map[string]any{"user": map[string]string{"name": req.Username, "role": role}, "csrf_token": fakeCSRF})
+}
+
+// sessionUser names the user of an authed request.
+func sessionUser(r *http.Request) (name, role string) {
+	if c, _ := r.Cookie("fw_session"); c != nil && c.Value == fakeViewerSession {
+		return fakeViewer, "viewer"
+	}
+	return fakeUser, "admin"
 }
 
 // live checks Origin like the hub does, says hello, waits for the fleet
@@ -322,4 +340,143 @@ func TestOverviewInBrowser(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Logf("device screenshot: %s", out)
+}
+
+// TestCommandsInBrowser covers the command console (send ping, watch it
+// finish with "pong", history), the bulk panel (selector -> 2/2 done) and
+// a viewer, who sees neither Send button.
+func TestCommandsInBrowser(t *testing.T) {
+	hub := newFakeHub(t)
+	ctx := browser(t)
+	signIn := func(user string) {
+		t.Helper()
+		if err := chromedp.Run(ctx,
+			chromedp.WaitVisible(`input[name=username]`),
+			chromedp.SetValue(`input[name=username]`, user),
+			chromedp.SetValue(`input[name=password]`, fakePassword),
+			chromedp.Click(`form.signin button[type=submit]`),
+			chromedp.WaitVisible(`tr[data-device="pi-02"]`),
+		); err != nil {
+			t.Fatalf("sign in as %s: %v", user, err)
+		}
+	}
+	if err := chromedp.Run(ctx, chromedp.Navigate(hub.url+"/")); err != nil {
+		t.Fatal(err)
+	}
+	signIn(fakeUser)
+
+	// Bulk: every device labelled env=test runs ping; progress reaches 2/2.
+	if err := chromedp.Run(ctx,
+		chromedp.WaitVisible(`#bulk-send`),
+		chromedp.SendKeys(`#bulk input[name=selector]`, "env=test"),
+		chromedp.SendKeys(`#bulk input[name=command]`, "ping"),
+		chromedp.Click(`#bulk-send`),
+		chromedp.WaitVisible(`.bulk-progress .bulk-count`),
+	); err != nil {
+		t.Fatalf("bulk send: %v", err)
+	}
+	const bulkJS = `(document.querySelector('.bulk-progress .bulk-count')||{}).textContent||''`
+	if got, err := pollText(ctx, bulkJS, "2/2 done", 5*time.Second); err != nil || got != "2/2 done" {
+		t.Fatalf("bulk progress = %q, %v; want 2/2 done", got, err)
+	}
+	var bulkRows string
+	if err := chromedp.Run(ctx, chromedp.Evaluate(`[...document.querySelectorAll('.bulk-progress tbody tr')].map(r => r.dataset.device + ':' + r.querySelector('[data-state]').dataset.state).join(' ')`, &bulkRows)); err != nil {
+		t.Fatal(err)
+	}
+	if bulkRows != "pi-01:succeeded pi-02:succeeded" {
+		t.Errorf("bulk per-device rows = %q", bulkRows)
+	}
+
+	// Device console at tablet width: ping -> state succeeded, stdout pong.
+	const stateJS = `(document.querySelector('.cmd-current')||{dataset:{}}).dataset.state||''`
+	if err := chromedp.Run(ctx,
+		chromedp.EmulateViewport(820, 1180),
+		chromedp.Click(`tr[data-device="pi-01"] a`),
+		chromedp.WaitVisible(`#cmd-send`),
+		chromedp.SendKeys(`#console input[name=command]`, "ping"),
+		chromedp.SendKeys(`#console input[name=args]`, "count=1"),
+		chromedp.Click(`#cmd-send`),
+	); err != nil {
+		t.Fatalf("console send: %v", err)
+	}
+	if got, err := pollText(ctx, stateJS, "succeeded", 5*time.Second); err != nil || got != "succeeded" {
+		t.Fatalf("console state = %q, %v; want succeeded", got, err)
+	}
+	var stdout, exit string
+	if err := chromedp.Run(ctx,
+		chromedp.Evaluate(`document.querySelector('.cmd-current pre[data-stream=stdout]').textContent`, &stdout),
+		chromedp.Evaluate(`document.querySelector('.cmd-current .cmd-exit').textContent`, &exit),
+	); err != nil {
+		t.Fatal(err)
+	}
+	var currentText string
+	if err := chromedp.Run(ctx, chromedp.Text(`.cmd-current`, &currentText)); err != nil {
+		t.Fatal(err)
+	}
+	if strings.Contains(currentText, "null") || strings.Contains(currentText, "undefined") {
+		t.Errorf("console shows a stray null/undefined: %q", currentText)
+	}
+	if strings.TrimSpace(stdout) != "pong" || exit != "exit 0" {
+		t.Errorf("console output = %q, %q; want pong, exit 0", stdout, exit)
+	}
+	// History: the ping just sent and pi-01's share of the bulk, both succeeded.
+	const historyJS = `[...document.querySelectorAll('table.commands tbody tr[data-command]')].map(r => r.querySelector('[data-state]').dataset.state).join(' ')`
+	if got, err := pollText(ctx, historyJS, "succeeded succeeded", 3*time.Second); err != nil || got != "succeeded succeeded" {
+		t.Errorf("history states = %q, %v; want two succeeded", got, err)
+	}
+	// A command off the allowlist ends rejected, with the reason shown.
+	if err := chromedp.Run(ctx,
+		chromedp.SetValue(`#console input[name=command]`, "reboot"),
+		chromedp.Evaluate(`document.querySelector('#console input[name=args]').value = ''`, nil),
+		chromedp.Click(`#cmd-send`),
+	); err != nil {
+		t.Fatal(err)
+	}
+	if got, err := pollText(ctx, stateJS, "rejected", 5*time.Second); err != nil || got != "rejected" {
+		t.Fatalf("console state after reboot = %q, %v; want rejected", got, err)
+	}
+	// Back to ping for the screenshot.
+	if err := chromedp.Run(ctx, chromedp.Click(`table.commands tbody tr:nth-child(2) button.link`)); err != nil {
+		t.Fatal(err)
+	}
+	if got, err := pollText(ctx, stateJS, "succeeded", 2*time.Second); err != nil || got != "succeeded" {
+		t.Errorf("picking ping from the history: state %q, %v", got, err)
+	}
+	var png []byte
+	if err := chromedp.Run(ctx, chromedp.FullScreenshot(&png, 100)); err != nil {
+		t.Fatalf("screenshot: %v", err)
+	}
+	out := filepath.Join(artifactsDir(t), "dashboard-device-console.png")
+	if err := os.WriteFile(out, png, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("console screenshot: %s", out)
+
+	// A viewer sees the console and the history but no Send button.
+	if err := chromedp.Run(ctx, chromedp.Click(`#logout`)); err != nil {
+		t.Fatal(err)
+	}
+	signIn(fakeViewer)
+	var sends, notes int
+	if err := chromedp.Run(ctx,
+		chromedp.WaitVisible(`#bulk [data-role-note]`),
+		chromedp.Evaluate(`document.querySelectorAll('#bulk-send').length`, &sends),
+	); err != nil {
+		t.Fatalf("viewer overview: %v", err)
+	}
+	if sends != 0 {
+		t.Errorf("viewer sees %d bulk Send buttons", sends)
+	}
+	if err := chromedp.Run(ctx,
+		chromedp.Click(`tr[data-device="pi-01"] a`),
+		chromedp.WaitVisible(`#console [data-role-note]`),
+		chromedp.WaitVisible(`table.commands tbody tr[data-command]`),
+		chromedp.Evaluate(`document.querySelectorAll('#cmd-send, #console input[name=command], button.cancel').length`, &sends),
+		chromedp.Evaluate(`document.querySelectorAll('#console [data-role-note]').length`, &notes),
+	); err != nil {
+		t.Fatalf("viewer device page: %v", err)
+	}
+	if sends != 0 || notes != 1 {
+		t.Errorf("viewer console: %d send controls, %d role notes; want 0 and 1", sends, notes)
+	}
 }

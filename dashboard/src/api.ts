@@ -26,13 +26,13 @@ let onUnauthorized: () => void = () => {}
 
 export function setUnauthorizedHandler(f: () => void): void { onUnauthorized = f }
 
-async function request<T>(method: string, path: string, body?: unknown): Promise<T> {
+async function request<T>(method: string, path: string, body?: unknown, signal?: AbortSignal): Promise<T> {
   const headers: Record<string, string> = { Accept: 'application/json' }
   if (body !== undefined) headers['Content-Type'] = 'application/json'
   if (method !== 'GET' && method !== 'HEAD' && csrfToken) headers['X-CSRF-Token'] = csrfToken
   const resp = await fetch(path, {
     method, headers, credentials: 'same-origin',
-    body: body === undefined ? undefined : JSON.stringify(body),
+    body: body === undefined ? undefined : JSON.stringify(body), signal,
   })
   if (!resp.ok) {
     const msg = await errorText(resp)
@@ -55,17 +55,19 @@ async function errorText(resp: Response): Promise<string> {
 export async function login(username: string, password: string): Promise<User> {
   const r = await request<{ user: User; csrf_token: string }>('POST', '/api/v1/login', { username, password })
   csrfToken = r.csrf_token
+  currentUser = r.user
   return r.user
 }
 
 export async function me(): Promise<User> {
   const r = await request<{ name: string; role: string; csrf_token?: string }>('GET', '/api/v1/me')
   csrfToken = r.csrf_token ?? ''
-  return { name: r.name, role: r.role }
+  currentUser = { name: r.name, role: r.role }
+  return currentUser
 }
 
 export async function logout(): Promise<void> {
-  try { await request<void>('POST', '/api/v1/logout') } finally { csrfToken = '' }
+  try { await request<void>('POST', '/api/v1/logout') } finally { csrfToken = ''; currentUser = null }
 }
 
 export async function devices(): Promise<Device[]> {
@@ -90,4 +92,78 @@ export async function recent(id: string, since = '10m'): Promise<Series[]> {
     out.push({ name: s.name, tags: s.tags ?? undefined, t: s.t.slice(0, n), v: s.v.slice(0, n) })
   }
   return out
+}
+
+// The signed-in user, as last reported by login or /me (roles gate the UI;
+// the hub enforces them on every call anyway).
+let currentUser: User | null = null
+export function user(): User | null { return currentUser }
+export function canCommand(): boolean { return currentUser?.role === 'operator' || currentUser?.role === 'admin' }
+
+// Command is hub.Command as the command API returns it.
+export interface Command {
+  id: string
+  bulk_id?: string
+  device_id: string
+  name: string
+  args?: Record<string, string> | null
+  sent_by: string
+  state: string
+  created_at: string
+  expires_at?: string
+  timeout_ms?: number
+  finished_at?: string | null
+  exit_code?: number | null
+  stdout?: string
+  stderr?: string
+  truncated?: boolean
+  duration_ms?: number
+  error?: string
+  version: number
+}
+
+export interface BulkStatus {
+  bulk_id: string
+  total: number
+  by_state: Record<string, number>
+  done: boolean
+  commands: Command[] | null
+}
+
+export const finalStates = new Set(['succeeded', 'failed', 'timed_out', 'rejected', 'expired', 'canceled'])
+export function isFinal(state: string): boolean { return finalStates.has(state) }
+
+export interface SendArgs { name: string; args?: Record<string, string>; ttl?: string; timeout?: string }
+
+export async function sendCommand(deviceID: string, a: SendArgs): Promise<Command> {
+  const r = await request<{ command: Command }>('POST', '/api/v1/commands', { device_id: deviceID, ...a })
+  return r.command
+}
+
+export async function sendBulk(selector: Record<string, string>, a: SendArgs): Promise<BulkStatus> {
+  const r = await request<{ bulk: BulkStatus }>('POST', '/api/v1/commands', { selector, ...a })
+  return r.bulk
+}
+
+export async function commands(deviceID: string, limit = 20): Promise<Command[]> {
+  const r = await request<{ commands: Command[] | null }>('GET', `/api/v1/commands?device=${encodeURIComponent(deviceID)}&limit=${limit}`)
+  return r.commands ?? []
+}
+
+// waitCommand long-polls: the hub answers when the version passes after or
+// the wait runs out (then with the command unchanged).
+export async function waitCommand(id: string, after: number, signal?: AbortSignal, wait = '30s'): Promise<Command> {
+  const r = await request<{ command: Command }>('GET',
+    `/api/v1/commands/${encodeURIComponent(id)}?wait=${wait}&after_version=${after}`, undefined, signal)
+  return r.command
+}
+
+export async function cancelCommand(id: string): Promise<Command> {
+  const r = await request<{ command: Command }>('POST', `/api/v1/commands/${encodeURIComponent(id)}/cancel`)
+  return r.command
+}
+
+export async function bulk(id: string, signal?: AbortSignal): Promise<BulkStatus> {
+  const r = await request<{ bulk: BulkStatus }>('GET', `/api/v1/bulk/${encodeURIComponent(id)}`, undefined, signal)
+  return r.bulk
 }

@@ -8,6 +8,7 @@ import { h, clear } from './dom'
 import { LiveSocket, HubMessage, LivePoint } from './live'
 import { formatMetric, dateTime, relative } from './format'
 import { CPU, MEM, TEMP } from './overview'
+import { commandConsole } from './commands'
 
 const charts: { name: string; title: string }[] = [
   { name: CPU, title: 'CPU' }, { name: MEM, title: 'Memory' }, { name: TEMP, title: 'Temperature' },
@@ -28,10 +29,12 @@ export function devicePage(root: HTMLElement, live: LiveSocket, id: string): () 
   const info = h('dl', { class: 'info' })
   const error = h('p', { class: 'error', hidden: true })
   const grid = h('div', { class: 'charts' })
+  const consoleBox = h('section', { class: 'card console', id: 'console' })
   clear(root)
   root.append(
     h('div', { class: 'toolbar' }, h('a', { href: '#/', class: 'back' }, '‹ Fleet'), h('h1', {}, id), status),
-    error, info, grid)
+    error, info, grid, consoleBox)
+  const stopConsole = commandConsole(consoleBox, id)
 
   const list: Chart[] = charts.map((c) => makeChart(grid, c.name, c.title))
   const resize = () => { for (const c of list) c.plot.setSize(size(c.plot.root.parentElement!)) }
@@ -100,6 +103,7 @@ export function devicePage(root: HTMLElement, live: LiveSocket, id: string): () 
   live.subscribe('device', id)
   return () => {
     unlisten()
+    stopConsole()
     live.unsubscribe('device', id)
     window.removeEventListener('resize', resize)
     for (const c of list) c.plot.destroy()

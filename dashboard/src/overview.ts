@@ -6,6 +6,7 @@ import * as api from './api'
 import { h, clear } from './dom'
 import { LiveSocket, HubMessage } from './live'
 import { percent, celsius, relative, dateTime } from './format'
+import { bulkPanel } from './commands'
 
 export const CPU = 'cpu.usage_percent'
 export const MEM = 'mem.used_percent'
@@ -70,6 +71,9 @@ export function overview(root: HTMLElement, live: LiveSocket): () => void {
     h('div', { class: 'table-wrap' }, h('table', { class: 'devices' }, thead, tbody)),
     pager,
   )
+  const bulkBox = h('section', { class: 'card bulk', id: 'bulk' })
+  root.append(bulkBox)
+  const stopBulk = bulkPanel(bulkBox)
 
   function schedule(): void {
     if (!frame) frame = requestAnimationFrame(() => { frame = 0; render() })
@@ -160,6 +164,7 @@ export function overview(root: HTMLElement, live: LiveSocket): () => void {
 
   return () => {
     unlisten()
+    stopBulk()
     live.unsubscribe('fleet')
     clearInterval(tick)
     cancelAnimationFrame(frame)
