@@ -220,6 +220,7 @@ func (s *Server) wire() error {
 	}
 	mux.Handle("GET /v1/live", s.liveWS)
 	mux.Handle("GET /api/v1/devices/{id}/recent", dashws.NewRecentHandler(s.live, auth))
+	mux.Handle("GET /api/v1/devices/{id}/history", dashws.NewHistoryHandler(s.sink, auth))
 	mux.Handle("/", dashboard.Handler())
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) { io.WriteString(w, "ok\n") })
 	mux.HandleFunc("GET /readyz", s.ready)
