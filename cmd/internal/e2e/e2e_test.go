@@ -33,6 +33,17 @@ func TestSystemMetricsEndToEnd(t *testing.T) {
 	waitStored(t, a, 5, 30*time.Second)
 	a.stop()
 	checkExactlyOnce(t, ix, "pi-e2e", labels, a.batches())
+	// The device page's history comes back from InfluxDB through the hub.
+	var hist struct {
+		Series []struct {
+			Name string    `json:"name"`
+			V    []float64 `json:"v"`
+		} `json:"series"`
+	}
+	if code := h.api("GET", "/api/v1/devices/pi-e2e/history?metric=mem.used_percent&range=1h", nil, &hist); code != 200 ||
+		len(hist.Series) != 1 || len(hist.Series[0].V) == 0 || hist.Series[0].V[0] <= 0 {
+		t.Errorf("history: HTTP %d %+v", code, hist)
+	}
 	var dev deviceJSON
 	h.api("GET", "/api/v1/devices/pi-e2e", nil, &dev)
 	if dev.Device.AgentVersion != "e2e" {
