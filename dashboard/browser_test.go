@@ -387,6 +387,8 @@ func TestCommandsInBrowser(t *testing.T) {
 		t.Errorf("bulk per-device rows = %q", bulkRows)
 	}
 
+	shot(t, ctx, "dashboard-bulk.png")
+
 	// Device console at tablet width: ping -> state succeeded, stdout pong.
 	const stateJS = `(document.querySelector('.cmd-current')||{dataset:{}}).dataset.state||''`
 	if err := chromedp.Run(ctx,
@@ -435,22 +437,26 @@ func TestCommandsInBrowser(t *testing.T) {
 	if got, err := pollText(ctx, stateJS, "rejected", 5*time.Second); err != nil || got != "rejected" {
 		t.Fatalf("console state after reboot = %q, %v; want rejected", got, err)
 	}
+	// "hold" stays queued: Cancel on it ends it canceled.
+	if err := chromedp.Run(ctx,
+		chromedp.SetValue(`#console input[name=command]`, "hold"),
+		chromedp.Click(`#cmd-send`),
+		chromedp.WaitVisible(`.cmd-current button.cancel`),
+		chromedp.Click(`.cmd-current button.cancel`),
+	); err != nil {
+		t.Fatalf("cancel: %v", err)
+	}
+	if got, err := pollText(ctx, stateJS, "canceled", 3*time.Second); err != nil || got != "canceled" {
+		t.Fatalf("console state after Cancel = %q, %v; want canceled", got, err)
+	}
 	// Back to ping for the screenshot.
-	if err := chromedp.Run(ctx, chromedp.Click(`table.commands tbody tr:nth-child(2) button.link`)); err != nil {
+	if err := chromedp.Run(ctx, chromedp.Click(`table.commands tbody tr:nth-child(3) button.link`)); err != nil {
 		t.Fatal(err)
 	}
 	if got, err := pollText(ctx, stateJS, "succeeded", 2*time.Second); err != nil || got != "succeeded" {
 		t.Errorf("picking ping from the history: state %q, %v", got, err)
 	}
-	var png []byte
-	if err := chromedp.Run(ctx, chromedp.FullScreenshot(&png, 100)); err != nil {
-		t.Fatalf("screenshot: %v", err)
-	}
-	out := filepath.Join(artifactsDir(t), "dashboard-device-console.png")
-	if err := os.WriteFile(out, png, 0o644); err != nil {
-		t.Fatal(err)
-	}
-	t.Logf("console screenshot: %s", out)
+	shot(t, ctx, "dashboard-device-console.png")
 
 	// A viewer sees the console and the history but no Send button.
 	if err := chromedp.Run(ctx, chromedp.Click(`#logout`)); err != nil {
@@ -479,4 +485,25 @@ func TestCommandsInBrowser(t *testing.T) {
 	if sends != 0 || notes != 1 {
 		t.Errorf("viewer console: %d send controls, %d role notes; want 0 and 1", sends, notes)
 	}
+	if err := chromedp.Run(ctx,
+		chromedp.Click(`button[title="Toggle dark/light theme"]`),
+		chromedp.WaitVisible(`#console [data-role-note]`),
+	); err != nil {
+		t.Fatal(err)
+	}
+	shot(t, ctx, "dashboard-device-viewer.png")
+}
+
+// shot saves a full-page PNG to the artifacts directory.
+func shot(t *testing.T, ctx context.Context, name string) {
+	t.Helper()
+	var png []byte
+	if err := chromedp.Run(ctx, chromedp.FullScreenshot(&png, 100)); err != nil {
+		t.Fatalf("screenshot %s: %v", name, err)
+	}
+	out := filepath.Join(artifactsDir(t), name)
+	if err := os.WriteFile(out, png, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("screenshot: %s", out)
 }

@@ -22,6 +22,9 @@ export class HTTPError extends Error {
 }
 
 let csrfToken = ''
+// The signed-in user, as last reported by login or /me (roles gate the UI;
+// the hub enforces them on every call anyway).
+let currentUser: User | null = null
 let onUnauthorized: () => void = () => {}
 
 export function setUnauthorizedHandler(f: () => void): void { onUnauthorized = f }
@@ -94,9 +97,6 @@ export async function recent(id: string, since = '10m'): Promise<Series[]> {
   return out
 }
 
-// The signed-in user, as last reported by login or /me (roles gate the UI;
-// the hub enforces them on every call anyway).
-let currentUser: User | null = null
 export function user(): User | null { return currentUser }
 export function canCommand(): boolean { return currentUser?.role === 'operator' || currentUser?.role === 'admin' }
 

@@ -43,6 +43,11 @@ function roleNote(what: string): HTMLElement {
     `Signed in as ${u?.role ?? 'viewer'}: you can watch ${what} but not send them. Operators and admins can.`)
 }
 
+// field gives an input a visible caption (placeholders vanish once typed in).
+function field(caption: string, input: HTMLInputElement, wide = false): HTMLLabelElement {
+  return h('label', { class: wide ? 'field wide' : 'field' }, h('span', {}, caption), input)
+}
+
 function errMessage(e: unknown): string {
   return e instanceof Error ? e.message : String(e)
 }
@@ -52,12 +57,12 @@ function errMessage(e: unknown): string {
 export function commandConsole(box: HTMLElement, deviceID: string): () => void {
   const ctl = new AbortController()
   const canSend = api.canCommand()
-  const name = h('input', { name: 'command', placeholder: 'Command, e.g. ping', 'aria-label': 'Command name', required: true, autocomplete: 'off' })
-  const args = h('input', { name: 'args', placeholder: 'Args: key=value key2=value2', 'aria-label': 'Arguments', autocomplete: 'off' })
+  const name = h('input', { name: 'command', placeholder: 'e.g. ping', 'aria-label': 'Command name', required: true, autocomplete: 'off' })
+  const args = h('input', { name: 'args', placeholder: 'key=value key2=value2 (optional)', 'aria-label': 'Arguments', autocomplete: 'off' })
   const send = h('button', { type: 'submit', class: 'primary', id: 'cmd-send' }, 'Send')
   const formError = h('p', { class: 'error', role: 'alert', hidden: true })
   const current = h('div', { class: 'cmd-current', 'aria-live': 'polite' },
-    h('p', { class: 'muted' }, 'No command selected. Send one, or pick one from the history.'))
+    h('p', { class: 'muted' }, canSend ? 'No command selected. Send one, or pick one from the history.' : 'Pick a command from the history to see its output.'))
   const history = h('tbody')
   const historyError = h('p', { class: 'error', hidden: true })
 
@@ -78,7 +83,7 @@ export function commandConsole(box: HTMLElement, deviceID: string): () => void {
     } finally {
       send.disabled = false
     }
-  } }, name, args, send)
+  } }, field('Command', name), field('Arguments', args, true), send)
 
   function showFormError(msg: string): void { formError.textContent = msg; formError.hidden = false }
 
@@ -198,9 +203,9 @@ export function bulkPanel(box: HTMLElement): () => void {
   let timer = 0
   let stopped = false
   const canSend = api.canCommand()
-  const selector = h('input', { name: 'selector', placeholder: 'Labels: site=lab', 'aria-label': 'Label selector', required: true, autocomplete: 'off' })
-  const name = h('input', { name: 'command', placeholder: 'Command, e.g. ping', 'aria-label': 'Command name', required: true, autocomplete: 'off' })
-  const args = h('input', { name: 'args', placeholder: 'Args: key=value', 'aria-label': 'Arguments', autocomplete: 'off' })
+  const selector = h('input', { name: 'selector', placeholder: 'site=lab', 'aria-label': 'Label selector', required: true, autocomplete: 'off' })
+  const name = h('input', { name: 'command', placeholder: 'e.g. ping', 'aria-label': 'Command name', required: true, autocomplete: 'off' })
+  const args = h('input', { name: 'args', placeholder: 'key=value (optional)', 'aria-label': 'Arguments', autocomplete: 'off' })
   const send = h('button', { type: 'submit', class: 'primary', id: 'bulk-send' }, 'Send to matching devices')
   const formError = h('p', { class: 'error', role: 'alert', hidden: true })
   const progress = h('div', { class: 'bulk-progress', 'aria-live': 'polite' })
@@ -222,7 +227,7 @@ export function bulkPanel(box: HTMLElement): () => void {
     } finally {
       send.disabled = false
     }
-  } }, selector, name, args, send)
+  } }, field('Label selector', selector), field('Command', name), field('Arguments', args, true), send)
 
   function fail(msg: string): void { formError.textContent = msg; formError.hidden = false }
 
