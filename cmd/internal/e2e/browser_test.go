@@ -1,0 +1,250 @@
+package e2e
+
+import (
+	"context"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/chromedp/chromedp"
+
+	"github.com/fleetwire/fleetwire/agent/collect"
+	"github.com/fleetwire/fleetwire/hub/influx/influxtest"
+)
+
+// realBrowser starts Debian's Chromium headless with a fresh profile, as
+// dashboard/browser_test.go does. A missing browser fails the test.
+func realBrowser(t *testing.T) context.Context {
+	t.Helper()
+	bin := os.Getenv("FLEETWIRE_CHROMIUM")
+	if bin == "" {
+		bin = "/usr/bin/chromium"
+	}
+	if _, err := exec.LookPath(bin); err != nil {
+		t.Fatalf("chromium not found at %s (%v): run `make tools dashboard` (Debian package chromium)", bin, err)
+	}
+	// Not t.TempDir: Chromium's helpers may write to the profile for a
+	// moment after the browser exits, so removal retries.
+	profile, err := os.MkdirTemp("", "fleetwire-e2e-chromium-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		for i := 0; i < 50 && os.RemoveAll(profile) != nil; i++ {
+			time.Sleep(100 * time.Millisecond)
+		}
+	})
+	opts := []chromedp.ExecAllocatorOption{
+		chromedp.ExecPath(bin),
+		chromedp.UserDataDir(profile),
+		chromedp.WindowSize(1280, 800),
+		chromedp.Flag("headless", true),
+		chromedp.Flag("no-sandbox", true),
+		chromedp.Flag("disable-gpu", true),
+		chromedp.Flag("disable-background-networking", true),
+		chromedp.Flag("disable-component-update", true),
+		chromedp.Flag("no-first-run", true),
+		chromedp.Flag("disable-quic", true),
+		chromedp.Flag("disable-sync", true),
+		chromedp.Flag("no-default-browser-check", true),
+		// Only for this test: the hub is a loopback subprocess whose TLS
+		// certificate comes from a CA it generated moments ago in a temp
+		// data dir; Chromium cannot be told to trust that CA alone without
+		// an NSS database, so certificate errors are ignored here. Never
+		// use this flag against anything but this test hub.
+		chromedp.Flag("ignore-certificate-errors", true),
+	}
+	actx, cancelAlloc := chromedp.NewExecAllocator(context.Background(), opts...)
+	ctx, cancel := chromedp.NewContext(actx, chromedp.WithErrorf(t.Logf))
+	ctx, cancelTimeout := context.WithTimeout(ctx, 60*time.Second)
+	t.Cleanup(func() { cancelTimeout(); cancel(); cancelAlloc() })
+	if err := chromedp.Run(ctx); err != nil {
+		t.Fatalf("start chromium %s: %v", bin, err)
+	}
+	return ctx
+}
+
+// jsPoll evaluates a JS expression returning a string until ok accepts it
+// or within passes; it returns the last value seen.
+func jsPoll(ctx context.Context, expr string, within time.Duration, ok func(string) bool) (string, error) {
+	deadline := time.Now().Add(within)
+	var got string
+	for {
+		if err := chromedp.Run(ctx, chromedp.Evaluate(expr, &got)); err != nil {
+			return got, err
+		}
+		if ok(got) || time.Now().After(deadline) {
+			return got, nil
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+func artifacts(t *testing.T) string {
+	dir := os.Getenv("FLEETWIRE_ARTIFACTS")
+	if dir == "" {
+		return t.TempDir()
+	}
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	return dir
+}
+
+func screenshot(t *testing.T, ctx context.Context, dir, name string) {
+	t.Helper()
+	var png []byte
+	if err := chromedp.Run(ctx, chromedp.FullScreenshot(&png, 100)); err != nil {
+		t.Fatalf("screenshot %s: %v", name, err)
+	}
+	out := filepath.Join(dir, name)
+	if err := os.WriteFile(out, png, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("screenshot: %s", out)
+}
+
+// TestDashboardAgainstRealHub drives the embedded dashboard of a real
+// fleethub (with influxd and two real agents streaming system metrics) in
+// headless Chromium: sign-in form, overview online + live values, device
+// page charts, a ping from the console, and a viewer without Send.
+func TestDashboardAgainstRealHub(t *testing.T) {
+	start := time.Now()
+	ix := influxtest.Start(t)
+	h := startHub(t, ix)
+
+	// Plain HTTP first: the dashboard is embedded and carries a CSP.
+	resp, err := h.client().Get(h.url("/"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode == 503 {
+		t.Fatalf("hub serves 503 at /: the dashboard was not built into the binary; run `make dashboard` (or `make test`), then test again:\n%s", body)
+	}
+	if resp.StatusCode != 200 {
+		t.Fatalf("GET /: HTTP %d", resp.StatusCode)
+	}
+	if csp := resp.Header.Get("Content-Security-Policy"); csp == "" {
+		t.Errorf("GET / has no Content-Security-Policy header")
+	} else {
+		t.Logf("CSP: %s", csp)
+	}
+
+	devices := map[string]map[string]string{"pi-lab": {"site": "lab"}, "pi-two": nil}
+	for id, labels := range devices {
+		tok := h.addDevice(id, labels)
+		cols, err := collect.New(collect.Config{}, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		cfg, _ := commandConfig(t)
+		startAgent(t, h, tok, agentOpts{interval: 200 * time.Millisecond, collectors: cols, commands: cfg})
+	}
+
+	pw, err := os.ReadFile(filepath.Join(h.dataDir, "admin.password"))
+	if err != nil {
+		t.Fatalf("first admin password: %v", err)
+	}
+	ctx := realBrowser(t)
+	dir := artifacts(t)
+	signIn := func(user, password string) {
+		t.Helper()
+		if err := chromedp.Run(ctx,
+			chromedp.WaitVisible(`input[name=username]`),
+			chromedp.SetValue(`input[name=username]`, user),
+			chromedp.SetValue(`input[name=password]`, password),
+			chromedp.Click(`form.signin button[type=submit]`),
+			chromedp.WaitVisible(`tr[data-device="pi-two"]`),
+		); err != nil {
+			t.Fatalf("sign in as %s: %v", user, err)
+		}
+	}
+	if err := chromedp.Run(ctx, chromedp.Navigate(h.url("/"))); err != nil {
+		t.Fatal(err)
+	}
+	signIn("admin", strings.TrimSpace(string(pw)))
+
+	// Both devices online (agents may still be connecting: allow 10 s).
+	const onlineJS = `[...document.querySelectorAll('table.devices tbody tr[data-device]')].map(r => r.dataset.device + ':' + r.querySelector('.badge').textContent).sort().join(' ')`
+	if got, err := jsPoll(ctx, onlineJS, 10*time.Second, func(s string) bool { return s == "pi-lab:online pi-two:online" }); err != nil || got != "pi-lab:online pi-two:online" {
+		t.Fatalf("overview rows = %q, %v; want both online", got, err)
+	}
+	// Wait for the first values, then see one of them move within 2 s.
+	const metricsJS = `[...document.querySelectorAll('table.devices tbody tr[data-device] td[data-metric=cpu], table.devices tbody tr[data-device] td[data-metric=mem]')].map(c => c.textContent).join('|')`
+	hasValues := func(s string) bool { return s != "" && !strings.Contains(s, "–") }
+	first, err := jsPoll(ctx, metricsJS, 10*time.Second, hasValues)
+	if err != nil || !hasValues(first) {
+		t.Fatalf("CPU/memory cells = %q, %v; want values", first, err)
+	}
+	changedAt := time.Now()
+	if got, err := jsPoll(ctx, metricsJS, 2*time.Second, func(s string) bool { return s != first }); err != nil || got == first {
+		t.Fatalf("CPU/memory cells stayed %q for 2 s (%v); want a live change", got, err)
+	} else {
+		t.Logf("cells %q -> %q after %s", first, got, time.Since(changedAt).Round(time.Millisecond))
+	}
+	screenshot(t, ctx, dir, "real-overview.png")
+
+	// Device page: charts are drawn; ping from the console answers pong.
+	const stateJS = `(document.querySelector('.cmd-current')||{dataset:{}}).dataset.state||''`
+	var canvases int
+	if err := chromedp.Run(ctx,
+		chromedp.Click(`tr[data-device="pi-lab"] a`),
+		chromedp.WaitVisible(`.chart[data-metric="cpu.usage_percent"] canvas`),
+		chromedp.Evaluate(`document.querySelectorAll('.chart canvas').length`, &canvases),
+		chromedp.WaitVisible(`#cmd-send`),
+		chromedp.SendKeys(`#console input[name=command]`, "ping"),
+		chromedp.Click(`#cmd-send`),
+	); err != nil {
+		t.Fatalf("device page: %v", err)
+	}
+	if canvases == 0 {
+		t.Errorf("device page has no chart canvases")
+	}
+	final := func(s string) bool {
+		return s == "succeeded" || s == "failed" || s == "rejected" || s == "canceled" || s == "expired"
+	}
+	if got, err := jsPoll(ctx, stateJS, 10*time.Second, final); err != nil || got != "succeeded" {
+		t.Fatalf("console state = %q, %v; want succeeded", got, err)
+	}
+	var stdout string
+	if err := chromedp.Run(ctx, chromedp.Evaluate(`(document.querySelector('.cmd-current pre[data-stream=stdout]')||{}).textContent||''`, &stdout)); err != nil {
+		t.Fatal(err)
+	}
+	if strings.TrimSpace(stdout) != "pong" {
+		t.Errorf("console stdout = %q, want pong", stdout)
+	}
+	const cpuValueJS = `(document.querySelector('.chart[data-metric="cpu.usage_percent"] .value')||{}).textContent||''`
+	if got, err := jsPoll(ctx, cpuValueJS, 3*time.Second, func(s string) bool { return strings.HasSuffix(s, "%") }); err != nil || !strings.HasSuffix(got, "%") {
+		t.Errorf("device page CPU value = %q, %v; want a percentage", got, err)
+	}
+	screenshot(t, ctx, dir, "real-device.png")
+
+	// A viewer (made through the API) sees the device page without Send.
+	const viewerPW = "viewer-password-1234"
+	if code := h.api("POST", "/api/v1/users", map[string]any{"name": "watcher", "role": "viewer", "password": viewerPW}, nil); code != 201 && code != 200 {
+		t.Fatalf("create viewer: HTTP %d", code)
+	}
+	if err := chromedp.Run(ctx, chromedp.Click(`#logout`)); err != nil {
+		t.Fatal(err)
+	}
+	signIn("watcher", viewerPW)
+	var sends int
+	if err := chromedp.Run(ctx,
+		chromedp.Click(`tr[data-device="pi-lab"] a`),
+		chromedp.WaitVisible(`.chart[data-metric="cpu.usage_percent"] canvas`),
+		chromedp.WaitVisible(`#console [data-role-note]`),
+		chromedp.Evaluate(`document.querySelectorAll('#cmd-send').length`, &sends),
+	); err != nil {
+		t.Fatalf("viewer device page: %v", err)
+	}
+	if sends != 0 {
+		t.Errorf("viewer sees %d Send buttons", sends)
+	}
+	t.Logf("total %s", time.Since(start).Round(time.Millisecond))
+}
