@@ -9,6 +9,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -26,6 +27,9 @@ type fakeHub struct {
 	fleet chan any // messages sent on every open live socket (one browser here)
 	url   string
 	cmds  *fakeCommands
+
+	histMu   sync.Mutex
+	histReqs []string // "metric range" of every history request, in order
 }
 
 const (
@@ -75,6 +79,7 @@ func newFakeHub(t *testing.T) *fakeHub {
 			{"name": "temp.celsius", "t": ts, "v": vs},
 		}})
 	}))
+	mux.HandleFunc("GET /api/v1/devices/{id}/history", f.authed(f.history))
 	f.cmds = newFakeCommands()
 	f.cmds.routes(mux, f.authed)
 	mux.HandleFunc("GET /v1/live", f.authed(f.live))
@@ -123,7 +128,7 @@ func sessionUser(r *http.Request) (name, role string) {
 	return fakeUser, "admin"
 }
 
-// live checks Origin like the hub does, says hello, waits for the fleet
+// live checks Origin like the hub does, says hello, waits for the first
 // subscription, sends the first summary, then forwards f.fleet.
 func (f *fakeHub) live(w http.ResponseWriter, r *http.Request) {
 	up := websocket.Upgrader{CheckOrigin: func(r *http.Request) bool { return r.Header.Get("Origin") == f.url }}
@@ -134,12 +139,18 @@ func (f *fakeHub) live(w http.ResponseWriter, r *http.Request) {
 	defer ws.Close()
 	_ = ws.WriteJSON(map[string]string{"type": "hello", "user": fakeUser, "role": "admin"})
 	var sub struct{ Type, Topic string }
-	if err := ws.ReadJSON(&sub); err != nil || sub.Type != "subscribe" || sub.Topic != "fleet" {
-		f.t.Errorf("first live message = %+v, %v; want subscribe fleet", sub, err)
+	// The overview subscribes to fleet first; a page opened directly on
+	// #/device/<id> subscribes to that device's topic instead.
+	if err := ws.ReadJSON(&sub); err != nil || sub.Type != "subscribe" || (sub.Topic != "fleet" && sub.Topic != "device") {
+		f.t.Errorf("first live message = %+v, %v; want subscribe fleet or device", sub, err)
 		return
 	}
 	_ = ws.WriteJSON(fleetMsg(12.5))
-	go func() { // drain client messages so close frames are seen
+	// Drain client messages so close frames are seen; once closed, this
+	// (say, a reloaded page's old) socket stops taking messages from f.fleet.
+	closed := make(chan struct{})
+	go func() {
+		defer close(closed)
 		for {
 			if _, _, err := ws.ReadMessage(); err != nil {
 				return
@@ -152,6 +163,8 @@ func (f *fakeHub) live(w http.ResponseWriter, r *http.Request) {
 			if err := ws.WriteJSON(m); err != nil {
 				return
 			}
+		case <-closed:
+			return
 		case <-r.Context().Done():
 			return
 		}

@@ -87,9 +87,29 @@ export async function device(id: string): Promise<Device> {
 // series without parallel numeric t/v arrays are dropped, not fatal.
 export async function recent(id: string, since = '10m'): Promise<Series[]> {
   const r = await request<{ series?: unknown }>('GET', `/api/v1/devices/${encodeURIComponent(id)}/recent?since=${since}`)
+  return parseSeries(r.series)
+}
+
+// History is GET /api/v1/devices/{id}/history (hub/dashws.HistoryResponse):
+// each t ends an every_seconds window and v is the window's mean.
+export interface History { rangeSeconds: number; everySeconds: number; series: Series[] }
+
+// history fetches one metric's stored history over range (1h, 24h or 7d).
+export async function history(id: string, metric: string, range: string, signal?: AbortSignal): Promise<History> {
+  const q = new URLSearchParams({ metric, range })
+  const r = await request<{ range_seconds?: unknown; every_seconds?: unknown; series?: unknown }>(
+    'GET', `/api/v1/devices/${encodeURIComponent(id)}/history?${q}`, undefined, signal)
+  return {
+    rangeSeconds: typeof r.range_seconds === 'number' ? r.range_seconds : 0,
+    everySeconds: typeof r.every_seconds === 'number' ? r.every_seconds : 0,
+    series: parseSeries(r.series),
+  }
+}
+
+function parseSeries(raw: unknown): Series[] {
   const out: Series[] = []
-  if (!Array.isArray(r.series)) return out
-  for (const s of r.series as Partial<Series>[]) {
+  if (!Array.isArray(raw)) return out
+  for (const s of raw as Partial<Series>[]) {
     if (!s || typeof s.name !== 'string' || !Array.isArray(s.t) || !Array.isArray(s.v)) continue
     const n = Math.min(s.t.length, s.v.length)
     out.push({ name: s.name, tags: s.tags ?? undefined, t: s.t.slice(0, n), v: s.v.slice(0, n) })

@@ -1,4 +1,5 @@
-// Entry point: session check, sign-in, hash router (#/ and #/device/<id>),
+// Entry point: session check, sign-in, hash router (#/ and
+// #/device/<id>[?range=1h|24h|7d]),
 // theme, the live socket and its "reconnecting" banner.
 import './style.css'
 import * as api from './api'
@@ -95,8 +96,9 @@ function route(): void {
   const view = document.getElementById('view')
   if (!view || !live) return
   teardown()
-  const m = location.hash.match(/^#\/device\/(.+)$/)
-  teardown = m ? devicePage(view, live, decodeURIComponent(m[1])) : overview(view, live)
+  const m = location.hash.match(/^#\/device\/([^?]+)(?:\?(.*))?$/)
+  teardown = m ? devicePage(view, live, decodeURIComponent(m[1]), new URLSearchParams(m[2] ?? '').get('range') ?? '')
+    : overview(view, live)
 }
 
 window.addEventListener('hashchange', route)
