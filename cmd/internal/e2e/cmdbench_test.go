@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"context"
 	"fmt"
+	"math/rand/v2"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -19,7 +20,9 @@ import (
 	"github.com/gorilla/websocket"
 
 	"github.com/fleetwire/fleetwire/hub"
+	"github.com/fleetwire/fleetwire/hub/dashws"
 	"github.com/fleetwire/fleetwire/hub/devicews"
+	"github.com/fleetwire/fleetwire/hub/live"
 	"github.com/fleetwire/fleetwire/hub/store"
 	"github.com/fleetwire/fleetwire/protocol"
 )
@@ -40,6 +43,7 @@ func simsMain() int {
 	}
 	tokens := strings.Fields(string(data))
 	url := os.Getenv("E2E_URL")
+	rate, _ := time.ParseDuration(os.Getenv("E2E_SIM_RATE")) // 0: no telemetry
 	var wg sync.WaitGroup
 	sem := make(chan struct{}, 64) // connect 64 at a time
 	for i, tok := range tokens {
@@ -53,7 +57,7 @@ func simsMain() int {
 				fmt.Fprintln(os.Stderr, "sim dial:", err)
 				os.Exit(1)
 			}
-			go simServe(c)
+			go simServe(c, rate)
 		}(i, tok)
 	}
 	wg.Wait()
@@ -79,7 +83,17 @@ func simDial(url, token string, src net.IP) (*websocket.Conn, error) {
 	return c, nil
 }
 
-func simServe(c *websocket.Conn) {
+func simServe(c *websocket.Conn, rate time.Duration) {
+	var mu sync.Mutex // one writer at a time: telemetry and command results
+	write := func(msg any) {
+		data, _ := protocol.Encode(msg)
+		mu.Lock()
+		c.WriteMessage(websocket.BinaryMessage, data)
+		mu.Unlock()
+	}
+	if rate > 0 {
+		go simTelemetry(rate, write)
+	}
 	for {
 		_, data, err := c.ReadMessage()
 		if err != nil {
@@ -91,10 +105,24 @@ func simServe(c *websocket.Conn) {
 		}
 		if cmd, ok := msg.(*protocol.Command); ok {
 			for _, st := range []string{"received", "succeeded"} {
-				r, _ := protocol.Encode(&protocol.CommandResult{ID: cmd.ID, State: st, Stdout: []byte("pong\n")})
-				c.WriteMessage(websocket.BinaryMessage, r)
+				write(&protocol.CommandResult{ID: cmd.ID, State: st, Stdout: []byte("pong\n")})
 			}
 		}
+	}
+}
+
+// simTelemetry sends one small batch per tick, stamped with the send time
+// (the hub acks; the window of 64 is never reached at these rates).
+func simTelemetry(rate time.Duration, write func(any)) {
+	// Spread the fleet over the tick instead of sending in lockstep.
+	time.Sleep(time.Duration(rand.Int64N(int64(rate)))) // jitter, not a wait for a condition
+	t := time.NewTicker(rate)
+	for seq := uint64(1); ; seq++ {
+		write(&protocol.Batch{Seq: seq, BaseTime: time.Now().UnixMilli(), Points: []protocol.Point{
+			{Name: "cpu.usage_percent", Value: float64(seq % 100)},
+			{Name: "mem.used_percent", Value: 42.0},
+		}})
+		<-t.C
 	}
 }
 
@@ -103,9 +131,12 @@ func simServe(c *websocket.Conn) {
 type cmdBench struct {
 	svc *hub.CommandService
 	ids []string
+	url string
 }
 
-func startCmdBench(b *testing.B, n int) *cmdBench {
+func startCmdBench(b *testing.B, n int) *cmdBench { return startBench(b, n, 0) }
+
+func startBench(b *testing.B, n int, rate time.Duration) *cmdBench {
 	b.Helper()
 	dir := b.TempDir()
 	st, err := store.Open(context.Background(), filepath.Join(dir, "hub.db"))
@@ -130,14 +161,25 @@ func startCmdBench(b *testing.B, n int) *cmdBench {
 	reg := hub.NewRegistry(m)
 	ing := hub.NewIngester(hub.IngestConfig{}, discard{}, m, nil)
 	svc := hub.NewCommandService(st, reg, hub.NewCommandMetrics(nil), nil)
-	h := devicews.New(devicews.Config{Store: st, Registry: reg, Ingester: ing, Metrics: m, Commands: svc, PingInterval: time.Minute})
-	srv := httptest.NewServer(h)
+	broker := live.New(live.Config{})
+	reg.OnPresence(broker.DeviceState)
+	h := devicews.New(devicews.Config{Store: st, Registry: reg, Ingester: ing, Metrics: m, Commands: svc, Live: broker, PingInterval: time.Minute})
+	mux := http.NewServeMux()
+	mux.Handle("/v1/device", h)
+	srv := httptest.NewServer(mux)
+	viewer := func(*http.Request) (string, hub.Role, error) { return "bench", hub.RoleViewer, nil }
+	lh, err := dashws.New(dashws.Config{Broker: broker, Authenticate: viewer, PublicURL: srv.URL})
+	if err != nil {
+		b.Fatal(err)
+	}
+	mux.Handle("/v1/live", lh)
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
 	go func() { defer close(done); svc.Run(ctx) }()
 
 	cmd := exec.Command(os.Args[0], "-test.run=^$")
-	cmd.Env = append(os.Environ(), envSims+"=1", "E2E_TOKENS="+tokFile, "E2E_URL=ws"+strings.TrimPrefix(srv.URL, "http")+"/")
+	cmd.Env = append(os.Environ(), envSims+"=1", "E2E_TOKENS="+tokFile, "E2E_URL=ws"+strings.TrimPrefix(srv.URL, "http")+"/v1/device",
+		"E2E_SIM_RATE="+rate.String())
 	out, _ := cmd.StdoutPipe()
 	cmd.Stderr = os.Stderr
 	if err := cmd.Start(); err != nil {
@@ -147,6 +189,7 @@ func startCmdBench(b *testing.B, n int) *cmdBench {
 		cmd.Process.Kill()
 		cmd.Wait()
 		srv.Close()
+		lh.Close(context.Background())
 		h.Close(context.Background())
 		cancel()
 		<-done
@@ -157,7 +200,7 @@ func startCmdBench(b *testing.B, n int) *cmdBench {
 		b.Fatalf("simulators: %q", line)
 	}
 	eventually(b, time.Minute, "all devices online", func() bool { return reg.Count() == n })
-	return &cmdBench{svc: svc, ids: ids}
+	return &cmdBench{svc: svc, ids: ids, url: srv.URL}
 }
 
 type discard struct{}
@@ -233,4 +276,43 @@ func BenchmarkBulkSend(b *testing.B) {
 			b.ReportMetric(b.Elapsed().Seconds()/float64(b.N), "s/bulk")
 		})
 	}
+}
+
+// BenchmarkDeviceToBrowser: 1,000 simulated devices each send a batch per
+// second; a dashboard client subscribed to 64 device topics (the per-socket
+// limit) measures, for every point it receives, the time from the device's
+// timestamp to its arrival on the live socket (not including the page's
+// rendering). b.N is the number of samples.
+func BenchmarkDeviceToBrowser(b *testing.B) {
+	const devices = 1000
+	cb := startBench(b, devices, time.Second)
+	d := websocket.Dialer{HandshakeTimeout: 10 * time.Second}
+	ws, _, err := d.Dial("ws"+strings.TrimPrefix(cb.url, "http")+"/v1/live", http.Header{"Origin": {cb.url}})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer ws.Close()
+	for _, id := range cb.ids[:64] {
+		ws.WriteJSON(map[string]string{"type": "subscribe", "topic": "device", "device": id})
+	}
+	lat := make([]time.Duration, 0, b.N)
+	b.ResetTimer()
+	for len(lat) < b.N {
+		var msg struct {
+			Type   string `json:"type"`
+			Points []struct {
+				T int64 `json:"t"`
+			} `json:"points"`
+		}
+		ws.SetReadDeadline(time.Now().Add(30 * time.Second))
+		if err := ws.ReadJSON(&msg); err != nil {
+			b.Fatal(err)
+		}
+		now := time.Now().UnixMilli()
+		for _, p := range msg.Points {
+			lat = append(lat, time.Duration(now-p.T)*time.Millisecond)
+		}
+	}
+	b.ReportMetric(float64(percentile(lat, 0.50).Milliseconds()), "p50-ms")
+	b.ReportMetric(float64(percentile(lat, 0.99).Milliseconds()), "p99-ms")
 }
