@@ -6,7 +6,6 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -17,6 +16,7 @@ import (
 	"github.com/gorilla/websocket"
 
 	"github.com/fleetwire/fleetwire/dashboard"
+	"github.com/fleetwire/fleetwire/dashboard/browsertest"
 )
 
 // fakeHub serves the dashboard plus just enough of /api/v1 and /v1/live for
@@ -183,64 +183,16 @@ func writeJSON(w http.ResponseWriter, v any) {
 	_ = json.NewEncoder(w).Encode(v)
 }
 
-// browser starts Debian's Chromium headless with a fresh profile. A missing
+// browser starts Chromium for a test of the built dashboard. A missing
 // browser or an unbuilt dashboard fails the test: CI must not skip it.
 func browser(t *testing.T) context.Context {
 	if !dashboard.Built() {
 		t.Fatal("dashboard not built (dashboard/dist has no index.html): run `make tools dashboard`, then test again")
 	}
-	bin := os.Getenv("FLEETWIRE_CHROMIUM")
-	if bin == "" {
-		bin = "/usr/bin/chromium"
-	}
-	if _, err := exec.LookPath(bin); err != nil {
-		t.Fatalf("chromium not found at %s (%v): run `make tools dashboard` (Debian package chromium)", bin, err)
-	}
-	// Not t.TempDir: Chromium's helper processes may still write to the
-	// profile for a moment after the browser exits, so removal retries.
-	profile, err := os.MkdirTemp("", "fleetwire-chromium-")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		for i := 0; i < 50 && os.RemoveAll(profile) != nil; i++ {
-			time.Sleep(100 * time.Millisecond)
-		}
-	})
-	opts := []chromedp.ExecAllocatorOption{
-		chromedp.ExecPath(bin),
-		chromedp.UserDataDir(profile),
-		chromedp.WindowSize(1280, 800),
-		chromedp.Flag("headless", true),
-		chromedp.Flag("no-sandbox", true),
-		chromedp.Flag("disable-gpu", true),
-		chromedp.Flag("disable-background-networking", true),
-		chromedp.Flag("disable-component-update", true),
-		chromedp.Flag("no-first-run", true),
-		chromedp.Flag("disable-quic", true),
-		chromedp.Flag("disable-sync", true),
-		chromedp.Flag("no-default-browser-check", true),
-	}
-	actx, cancelAlloc := chromedp.NewExecAllocator(context.Background(), opts...)
-	ctx, cancel := chromedp.NewContext(actx, chromedp.WithErrorf(t.Logf))
-	ctx, cancelTimeout := context.WithTimeout(ctx, 60*time.Second)
-	t.Cleanup(func() { cancelTimeout(); cancel(); cancelAlloc() })
-	if err := chromedp.Run(ctx); err != nil {
-		t.Fatalf("start chromium %s: %v", bin, err)
-	}
-	return ctx
+	return browsertest.Start(t)
 }
 
-func artifactsDir(t *testing.T) string {
-	dir := os.Getenv("FLEETWIRE_ARTIFACTS")
-	if dir == "" {
-		return t.TempDir()
-	}
-	if err := os.MkdirAll(dir, 0o755); err != nil {
-		t.Fatal(err)
-	}
-	return dir
-}
+func artifactsDir(t *testing.T) string { return browsertest.Artifacts(t) }
 
 // pollText evaluates a JS expression until it returns want or the deadline
 // passes; it returns the last value seen.

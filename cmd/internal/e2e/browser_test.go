@@ -4,7 +4,6 @@ import (
 	"context"
 	"io"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -13,60 +12,19 @@ import (
 	"github.com/chromedp/chromedp"
 
 	"github.com/fleetwire/fleetwire/agent/collect"
+	"github.com/fleetwire/fleetwire/dashboard/browsertest"
 	"github.com/fleetwire/fleetwire/hub/influx/influxtest"
 	"github.com/fleetwire/fleetwire/protocol"
 )
 
-// realBrowser starts Debian's Chromium headless with a fresh profile, as
-// dashboard/browser_test.go does. A missing browser fails the test.
+// realBrowser starts Chromium for the test hub.
 func realBrowser(t *testing.T) context.Context {
-	t.Helper()
-	bin := os.Getenv("FLEETWIRE_CHROMIUM")
-	if bin == "" {
-		bin = "/usr/bin/chromium"
-	}
-	if _, err := exec.LookPath(bin); err != nil {
-		t.Fatalf("chromium not found at %s (%v): run `make tools dashboard` (Debian package chromium)", bin, err)
-	}
-	// Not t.TempDir: Chromium's helpers may write to the profile for a
-	// moment after the browser exits, so removal retries.
-	profile, err := os.MkdirTemp("", "fleetwire-e2e-chromium-")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		for i := 0; i < 50 && os.RemoveAll(profile) != nil; i++ {
-			time.Sleep(100 * time.Millisecond)
-		}
-	})
-	opts := []chromedp.ExecAllocatorOption{
-		chromedp.ExecPath(bin),
-		chromedp.UserDataDir(profile),
-		chromedp.WindowSize(1280, 800),
-		chromedp.Flag("headless", true),
-		chromedp.Flag("no-sandbox", true),
-		chromedp.Flag("disable-gpu", true),
-		chromedp.Flag("disable-background-networking", true),
-		chromedp.Flag("disable-component-update", true),
-		chromedp.Flag("no-first-run", true),
-		chromedp.Flag("disable-quic", true),
-		chromedp.Flag("disable-sync", true),
-		chromedp.Flag("no-default-browser-check", true),
-		// Only for this test: the hub is a loopback subprocess whose TLS
-		// certificate comes from a CA it generated moments ago in a temp
-		// data dir; Chromium cannot be told to trust that CA alone without
-		// an NSS database, so certificate errors are ignored here. Never
-		// use this flag against anything but this test hub.
-		chromedp.Flag("ignore-certificate-errors", true),
-	}
-	actx, cancelAlloc := chromedp.NewExecAllocator(context.Background(), opts...)
-	ctx, cancel := chromedp.NewContext(actx, chromedp.WithErrorf(t.Logf))
-	ctx, cancelTimeout := context.WithTimeout(ctx, 60*time.Second)
-	t.Cleanup(func() { cancelTimeout(); cancel(); cancelAlloc() })
-	if err := chromedp.Run(ctx); err != nil {
-		t.Fatalf("start chromium %s: %v", bin, err)
-	}
-	return ctx
+	// Only for this test: the hub is a loopback subprocess whose TLS
+	// certificate comes from a CA it generated moments ago in a temp data
+	// dir; Chromium cannot be told to trust that CA alone without an NSS
+	// database, so certificate errors are ignored here. Never use this flag
+	// against anything but this test hub.
+	return browsertest.Start(t, chromedp.Flag("ignore-certificate-errors", true))
 }
 
 // jsPoll evaluates a JS expression returning a string until ok accepts it
@@ -83,17 +41,6 @@ func jsPoll(ctx context.Context, expr string, within time.Duration, ok func(stri
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
-}
-
-func artifacts(t *testing.T) string {
-	dir := os.Getenv("FLEETWIRE_ARTIFACTS")
-	if dir == "" {
-		return t.TempDir()
-	}
-	if err := os.MkdirAll(dir, 0o755); err != nil {
-		t.Fatal(err)
-	}
-	return dir
 }
 
 func screenshot(t *testing.T, ctx context.Context, dir, name string) {
@@ -156,7 +103,7 @@ func TestDashboardAgainstRealHub(t *testing.T) {
 		t.Fatalf("first admin password: %v", err)
 	}
 	ctx := realBrowser(t)
-	dir := artifacts(t)
+	dir := browsertest.Artifacts(t)
 	signIn := func(user, password string) {
 		t.Helper()
 		if err := chromedp.Run(ctx,
