@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -30,6 +31,13 @@ type fakeHub struct {
 
 	histMu   sync.Mutex
 	histReqs []string // "metric range" of every history request, in order
+
+	// devices, when set, replaces the two devices of GET /api/v1/devices.
+	devices []map[string]any
+	// drop closes the open live socket (without a close frame, like a lost
+	// connection); while liveDown is set, live upgrades are refused (503).
+	drop     chan struct{}
+	liveDown atomic.Bool
 }
 
 const (
@@ -42,7 +50,7 @@ const (
 )
 
 func newFakeHub(t *testing.T) *fakeHub {
-	f := &fakeHub{t: t, fleet: make(chan any, 8)}
+	f := &fakeHub{t: t, fleet: make(chan any, 8), drop: make(chan struct{}, 1)}
 	mux := http.NewServeMux()
 	mux.Handle("/", dashboard.Handler())
 	mux.HandleFunc("POST /api/v1/login", f.login)
@@ -54,6 +62,10 @@ func newFakeHub(t *testing.T) *fakeHub {
 		w.WriteHeader(http.StatusNoContent)
 	}))
 	mux.HandleFunc("GET /api/v1/devices", f.authed(func(w http.ResponseWriter, r *http.Request) {
+		if f.devices != nil {
+			writeJSON(w, map[string]any{"devices": f.devices})
+			return
+		}
 		seen := time.Now().Add(-30 * time.Second).UTC().Format(time.RFC3339Nano)
 		writeJSON(w, map[string]any{"devices": []map[string]any{
 			{"id": "pi-01", "labels": map[string]string{"site": "lab", "env": "test"}, "online": true, "last_seen": seen, "agent_version": "0.4.0", "transport": "ws"},
@@ -131,6 +143,10 @@ func sessionUser(r *http.Request) (name, role string) {
 // live checks Origin like the hub does, says hello, waits for the first
 // subscription, sends the first summary, then forwards f.fleet.
 func (f *fakeHub) live(w http.ResponseWriter, r *http.Request) {
+	if f.liveDown.Load() {
+		http.Error(w, "live down (test)", http.StatusServiceUnavailable)
+		return
+	}
 	up := websocket.Upgrader{CheckOrigin: func(r *http.Request) bool { return r.Header.Get("Origin") == f.url }}
 	ws, err := up.Upgrade(w, r, nil)
 	if err != nil {
@@ -163,6 +179,8 @@ func (f *fakeHub) live(w http.ResponseWriter, r *http.Request) {
 			if err := ws.WriteJSON(m); err != nil {
 				return
 			}
+		case <-f.drop:
+			return
 		case <-closed:
 			return
 		case <-r.Context().Done():

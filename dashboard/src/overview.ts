@@ -2,6 +2,13 @@
 // version and key metrics, updated from the live "fleet" topic. Renders are
 // coalesced to one per animation frame and paged, so a 10,000-device fleet
 // streaming at 1 Hz costs one small table rebuild per frame at most.
+// Each row's CPU, memory and temperature carry a uPlot sparkline of the
+// last sparkLen fleet values; only rows on the current page get one, drawn
+// by a pool of uPlot instances that is reused across renders and shrunk
+// (destroyed) when the page holds fewer rows. A label select (key=value
+// pairs present in the fleet) combines with the text filter.
+import uPlot from 'uplot'
+import 'uplot/dist/uPlot.min.css'
 import * as api from './api'
 import { h, clear } from './dom'
 import { LiveSocket, HubMessage } from './live'
@@ -24,6 +31,25 @@ interface Row {
 type SortKey = 'id' | 'status' | 'last_seen' | 'labels' | 'agent' | 'cpu' | 'mem' | 'temp'
 
 const pageSize = 100
+export const sparkLen = 60 // values kept per device and metric
+const sparkMetrics: [string, string][] = [[CPU, 'cpu'], [MEM, 'mem'], [TEMP, 'temp']]
+
+// indexes[n] = [0, 1, …, n-1]: the x values of an n-point sparkline.
+const indexes: number[][] = []
+function xs(n: number): number[] {
+  return indexes[n] ??= Array.from({ length: n }, (_, i) => i)
+}
+
+function sparkline(): uPlot {
+  const stroke = getComputedStyle(document.documentElement).getPropertyValue('--accent').trim() || '#3b82f6'
+  return new uPlot({
+    width: 64, height: 18, class: 'spark',
+    legend: { show: false }, cursor: { show: false }, select: { show: false, left: 0, top: 0, width: 0, height: 0 },
+    axes: [{ show: false }, { show: false }],
+    scales: { x: { time: false } },
+    series: [{}, { stroke, width: 1, points: { show: false } }],
+  }, [[], []])
+}
 
 const columns: [SortKey, string][] = [
   ['id', 'Device'], ['status', 'Status'], ['last_seen', 'Last seen'], ['labels', 'Labels'],
@@ -49,7 +75,11 @@ function labelText(l: Record<string, string>): string {
 
 export function overview(root: HTMLElement, live: LiveSocket): () => void {
   const rows = new Map<string, Row>()
+  const history = new Map<string, Record<string, number[]>>() // id -> metric -> last sparkLen values
+  const pool: uPlot[] = [] // sparklines of the current page, reused across renders
   let filter = ''
+  let labelFilter = '' // "key=value" or '' for all
+  let labelOptions = ''
   let sortKey: SortKey = 'id'
   let sortAsc = true
   let page = 0
@@ -60,13 +90,15 @@ export function overview(root: HTMLElement, live: LiveSocket): () => void {
     type: 'search', placeholder: 'Filter by id, label (key=value) or version', 'aria-label': 'Filter devices',
     oninput: () => { filter = search.value.trim().toLowerCase(); page = 0; schedule() },
   })
+  const labelSelect = h('select', { class: 'label-filter', 'aria-label': 'Filter by label',
+    onchange: () => { labelFilter = labelSelect.value; page = 0; schedule() } })
   const thead = h('thead')
   const tbody = h('tbody')
   const pager = h('div', { class: 'pager' })
   const error = h('p', { class: 'error', hidden: true })
   clear(root)
   root.append(
-    h('div', { class: 'toolbar' }, h('h1', {}, 'Fleet'), counts, search),
+    h('div', { class: 'toolbar' }, h('h1', {}, 'Fleet'), counts, labelSelect, search),
     error,
     h('div', { class: 'table-wrap' }, h('table', { class: 'devices' }, thead, tbody)),
     pager,
@@ -80,14 +112,30 @@ export function overview(root: HTMLElement, live: LiveSocket): () => void {
   }
 
   function visible(): Row[] {
-    const all = [...rows.values()].filter((r) => !filter ||
-      r.id.includes(filter) || labelText(r.labels).toLowerCase().includes(filter) || r.agent.includes(filter))
+    const eq = labelFilter.indexOf('=')
+    const lk = labelFilter.slice(0, eq), lv = labelFilter.slice(eq + 1)
+    const all = [...rows.values()].filter((r) => (!labelFilter || r.labels[lk] === lv) && (!filter ||
+      r.id.includes(filter) || labelText(r.labels).toLowerCase().includes(filter) || r.agent.includes(filter)))
     all.sort((a, b) => {
       const x = sortValue(a, sortKey), y = sortValue(b, sortKey)
       const c = x < y ? -1 : x > y ? 1 : a.id < b.id ? -1 : 1
       return sortAsc ? c : -c
     })
     return all
+  }
+
+  // renderLabels rebuilds the label select when the fleet's label pairs change.
+  function renderLabels(): void {
+    const pairs = new Set<string>()
+    for (const r of rows.values()) for (const k in r.labels) pairs.add(`${k}=${r.labels[k]}`)
+    const sorted = [...pairs].sort()
+    const key = sorted.join('\n')
+    if (key === labelOptions) return
+    labelOptions = key
+    if (labelFilter && !pairs.has(labelFilter)) labelFilter = ''
+    clear(labelSelect)
+    labelSelect.append(h('option', { value: '' }, 'All labels'), ...sorted.map((p) => h('option', { value: p }, p)))
+    labelSelect.value = labelFilter
   }
 
   function render(): void {
@@ -109,7 +157,21 @@ export function overview(root: HTMLElement, live: LiveSocket): () => void {
     page = Math.min(page, pages - 1)
     const now = Date.now()
     clear(tbody)
-    for (const r of list.slice(page * pageSize, (page + 1) * pageSize)) tbody.append(rowEl(r, now))
+    let used = 0
+    for (const r of list.slice(page * pageSize, (page + 1) * pageSize)) {
+      const tr = rowEl(r, now)
+      const hist = history.get(r.id)
+      if (hist) for (const [name, col] of sparkMetrics) {
+        const v = hist[name]
+        if (!v || v.length < 2) continue // one value is no line
+        const plot = pool[used] ?? (pool[used] = sparkline())
+        used++
+        plot.setData([xs(v.length), v])
+        tr.querySelector(`td[data-metric=${col}]`)!.append(plot.root)
+      }
+      tbody.append(tr)
+    }
+    while (pool.length > used) pool.pop()!.destroy()
     if (list.length === 0) tbody.append(h('tr', {}, h('td', { colspan: String(columns.length), class: 'empty' },
       rows.size ? 'No device matches the filter.' : 'No devices yet.')))
     clear(pager)
@@ -139,7 +201,18 @@ export function overview(root: HTMLElement, live: LiveSocket): () => void {
       if (!r) { r = { id: d.id, online: d.online, labels: {}, agent: '', metrics: {} }; rows.set(d.id, r) }
       r.online = d.online
       if (d.last_seen) r.lastSeen = d.last_seen
-      if (d.metrics) Object.assign(r.metrics, d.metrics)
+      if (d.metrics) {
+        Object.assign(r.metrics, d.metrics)
+        let hist = history.get(d.id)
+        if (!hist) history.set(d.id, hist = {})
+        for (const [name] of sparkMetrics) {
+          const v = d.metrics[name]
+          if (typeof v !== 'number' || !isFinite(v)) continue
+          const arr = hist[name] ??= []
+          arr.push(v)
+          if (arr.length > sparkLen) arr.splice(0, arr.length - sparkLen)
+        }
+      }
     }
     schedule()
   }
@@ -158,8 +231,10 @@ export function overview(root: HTMLElement, live: LiveSocket): () => void {
       if (seen && (!r.lastSeen || seen > r.lastSeen)) r.lastSeen = seen
       rows.set(d.id, r)
     }
+    renderLabels()
     render()
   }).catch((e: Error) => { error.textContent = `Could not load devices: ${e.message}`; error.hidden = false })
+  renderLabels()
   render()
 
   return () => {
@@ -168,5 +243,6 @@ export function overview(root: HTMLElement, live: LiveSocket): () => void {
     live.unsubscribe('fleet')
     clearInterval(tick)
     cancelAnimationFrame(frame)
+    for (const p of pool.splice(0)) p.destroy()
   }
 }
