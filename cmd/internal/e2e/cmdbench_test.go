@@ -11,9 +11,11 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime"
 	"slices"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -61,8 +63,33 @@ func simsMain() int {
 		}(i, tok)
 	}
 	wg.Wait()
+	openDashboards(url)
 	fmt.Println("ready")
 	select {}
+}
+
+// openDashboards opens $E2E_DASHBOARDS live sockets subscribed to the
+// fleet topic and drains them, like browsers left open on the overview.
+func openDashboards(deviceURL string) {
+	var n int
+	fmt.Sscan(os.Getenv("E2E_DASHBOARDS"), &n)
+	base := "http" + strings.TrimPrefix(strings.TrimSuffix(deviceURL, "/v1/device"), "ws")
+	for i := 0; i < n; i++ {
+		d := websocket.Dialer{HandshakeTimeout: 30 * time.Second}
+		c, _, err := d.Dial(strings.Replace(base, "http", "ws", 1)+"/v1/live", http.Header{"Origin": {base}})
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "dashboard dial:", err)
+			os.Exit(1)
+		}
+		c.WriteJSON(map[string]string{"type": "subscribe", "topic": "fleet"})
+		go func() {
+			for {
+				if _, _, err := c.NextReader(); err != nil {
+					return
+				}
+			}
+		}()
+	}
 }
 
 func simDial(url, token string, src net.IP) (*websocket.Conn, error) {
@@ -136,7 +163,7 @@ type cmdBench struct {
 
 func startCmdBench(b *testing.B, n int) *cmdBench { return startBench(b, n, 0) }
 
-func startBench(b *testing.B, n int, rate time.Duration) *cmdBench {
+func startBench(b *testing.B, n int, rate time.Duration, env ...string) *cmdBench {
 	b.Helper()
 	dir := b.TempDir()
 	st, err := store.Open(context.Background(), filepath.Join(dir, "hub.db"))
@@ -180,6 +207,7 @@ func startBench(b *testing.B, n int, rate time.Duration) *cmdBench {
 	cmd := exec.Command(os.Args[0], "-test.run=^$")
 	cmd.Env = append(os.Environ(), envSims+"=1", "E2E_TOKENS="+tokFile, "E2E_URL=ws"+strings.TrimPrefix(srv.URL, "http")+"/v1/device",
 		"E2E_SIM_RATE="+rate.String())
+	cmd.Env = append(cmd.Env, env...)
 	out, _ := cmd.StdoutPipe()
 	cmd.Stderr = os.Stderr
 	if err := cmd.Start(); err != nil {
@@ -315,4 +343,34 @@ func BenchmarkDeviceToBrowser(b *testing.B) {
 	}
 	b.ReportMetric(float64(percentile(lat, 0.50).Milliseconds()), "p50-ms")
 	b.ReportMetric(float64(percentile(lat, 0.99).Milliseconds()), "p99-ms")
+}
+
+// BenchmarkDashboardCost: hub CPU (% of one core) and Go heap with 1,000
+// devices at 1 Hz and D dashboards open on the fleet overview (the
+// dashboards run in the child process, so this process's usage is the
+// hub's). Compare dashboards=0 with dashboards=50 for the cost of one.
+func BenchmarkDashboardCost(b *testing.B) {
+	for _, dashboards := range []int{0, 50} {
+		b.Run(fmt.Sprintf("dashboards=%d", dashboards), func(b *testing.B) {
+			startBench(b, 1000, time.Second, fmt.Sprintf("E2E_DASHBOARDS=%d", dashboards))
+			time.Sleep(3 * time.Second) // warm-up: every device has reported a few times
+			b.ResetTimer()
+			for i := 0; i < b.N; i++ {
+				before := cpuTime()
+				time.Sleep(10 * time.Second) // the measurement window
+				b.ReportMetric(100*(cpuTime()-before).Seconds()/10, "cpu-%core")
+			}
+			var ms runtime.MemStats
+			runtime.GC()
+			runtime.ReadMemStats(&ms)
+			b.ReportMetric(float64(ms.HeapInuse)/(1<<20), "heap-MiB")
+		})
+	}
+}
+
+// cpuTime is this process's user + system CPU time.
+func cpuTime() time.Duration {
+	var ru syscall.Rusage
+	syscall.Getrusage(syscall.RUSAGE_SELF, &ru)
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }
