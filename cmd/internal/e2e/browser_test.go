@@ -176,6 +176,23 @@ func TestDashboardAgainstRealHub(t *testing.T) {
 	}
 	screenshot(t, ctx, dir, "real-device.png")
 
+	// The 1 h range comes from InfluxDB (window means through the hub's
+	// history API), not from the live window.
+	if err := chromedp.Run(ctx, chromedp.Click(`button[data-range="1h"]`)); err != nil {
+		t.Fatal(err)
+	}
+	const historyJS = `(() => { const c = document.querySelector('.chart[data-metric="cpu.usage_percent"]');
+		const e = c.querySelector('.chart-empty'); const v = c.querySelector('.value');
+		return ((e && !e.hidden) ? 'empty' : 'data') + ' ' + (v ? v.textContent : '') + ' ' + location.hash })()`
+	if got, err := jsPoll(ctx, historyJS, 10*time.Second, func(s string) bool {
+		return strings.HasPrefix(s, "data ") && strings.Contains(s, "%") && strings.HasSuffix(s, "range=1h")
+	}); err != nil || !strings.HasPrefix(got, "data ") {
+		t.Errorf("1 h history chart: %q, %v; want data from InfluxDB", got, err)
+	}
+	if err := chromedp.Run(ctx, chromedp.Click(`button[data-range="live"]`)); err != nil {
+		t.Fatal(err)
+	}
+
 	// A viewer (made through the API) sees the device page without Send.
 	const viewerPW = "viewer-password-1234"
 	if code := h.api("POST", "/api/v1/users", map[string]any{"name": "watcher", "role": "viewer", "password": viewerPW}, nil); code != 201 && code != 200 {
