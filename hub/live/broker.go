@@ -27,7 +27,7 @@ var (
 // Config tunes the broker. Zero values take the defaults named per field.
 type Config struct {
 	FlushInterval    time.Duration // at most one flush per subscriber this often, default 250ms
-	QueueLen         int           // encoded messages queued per subscriber, default 16
+	QueueLen         int           // encoded messages queued per subscriber, default 2*MaxDeviceTopics+8
 	MaxPendingPoints int           // device points buffered per subscriber before dropping, default 10,000
 	MaxDeviceTopics  int           // device subscriptions per subscriber, default 64
 	// SlowFlushes: a subscriber whose queue is full at this many flushes in
@@ -60,9 +60,12 @@ func (c *Config) setDefaults() {
 		}
 	}
 	defDur(&c.FlushInterval, 250*time.Millisecond)
-	def(&c.QueueLen, 16)
 	def(&c.MaxPendingPoints, 10_000)
 	def(&c.MaxDeviceTopics, 64)
+	// One flush makes a message per subscribed device plus the fleet and
+	// presence ones; a queue smaller than that would hold points back a
+	// whole FlushInterval per overflow (measured: p99 671 ms with 16).
+	def(&c.QueueLen, 2*c.MaxDeviceTopics+8)
 	def(&c.SlowFlushes, 20)
 	defDur(&c.Window, 10*time.Minute)
 	def(&c.MaxSamplesPerSeries, 2_000)
