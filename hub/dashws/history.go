@@ -7,11 +7,9 @@ import (
 	"net/http"
 	"time"
 
-	"github.com/fleetwire/fleetwire/hub"
 	"github.com/fleetwire/fleetwire/hub/influx"
 	"github.com/fleetwire/fleetwire/hub/live"
 	"github.com/fleetwire/fleetwire/protocol"
-	wire "github.com/fleetwire/fleetwire/protocol/live"
 )
 
 // HistorySource answers history queries; *influx.Sink implements it.
@@ -40,23 +38,8 @@ type HistoryResponse struct {
 // (viewer role). Register it on a pattern with an {id} wildcard.
 func NewHistoryHandler(h HistorySource, auth Authenticate) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if r.Method != http.MethodGet && r.Method != http.MethodHead {
-			w.Header().Set("Allow", "GET, HEAD")
-			http.Error(w, "method not allowed", http.StatusMethodNotAllowed)
-			return
-		}
-		_, role, err := auth(r)
-		if err != nil {
-			http.Error(w, "authentication required", http.StatusUnauthorized)
-			return
-		}
-		if !role.Allows(hub.RoleViewer) {
-			http.Error(w, "forbidden", http.StatusForbidden)
-			return
-		}
-		id := r.PathValue("id")
-		if err := wire.ValidDeviceID(id); err != nil {
-			http.Error(w, "invalid device id", http.StatusBadRequest)
+		id, ok := viewDevice(w, r, auth)
+		if !ok {
 			return
 		}
 		params := r.URL.Query()
@@ -67,6 +50,7 @@ func NewHistoryHandler(h HistorySource, auth Authenticate) http.Handler {
 		}
 		span := influx.Range1h
 		if v := params.Get("range"); v != "" {
+			var err error
 			if span, err = influx.ParseRange(v); err != nil {
 				http.Error(w, "range: want 1h, 24h or 7d", http.StatusBadRequest)
 				return

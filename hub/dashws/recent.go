@@ -23,23 +23,8 @@ type RecentResponse struct {
 // pattern with an {id} wildcard.
 func NewRecentHandler(b *live.Broker, auth Authenticate) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if r.Method != http.MethodGet && r.Method != http.MethodHead {
-			w.Header().Set("Allow", "GET, HEAD")
-			http.Error(w, "method not allowed", http.StatusMethodNotAllowed)
-			return
-		}
-		_, role, err := auth(r)
-		if err != nil {
-			http.Error(w, "authentication required", http.StatusUnauthorized)
-			return
-		}
-		if !role.Allows(hub.RoleViewer) {
-			http.Error(w, "forbidden", http.StatusForbidden)
-			return
-		}
-		id := r.PathValue("id")
-		if err := wire.ValidDeviceID(id); err != nil {
-			http.Error(w, "invalid device id", http.StatusBadRequest)
+		id, ok := viewDevice(w, r, auth)
+		if !ok {
 			return
 		}
 		span := b.Window()
@@ -57,4 +42,30 @@ func NewRecentHandler(b *live.Broker, auth Authenticate) http.Handler {
 		w.Header().Set("Cache-Control", "no-store")
 		_ = json.NewEncoder(w).Encode(resp)
 	})
+}
+
+// viewDevice is the common start of the device read routes: GET or HEAD,
+// an authenticated viewer, a valid {id}. It answers the request itself and
+// reports false when any of them fails.
+func viewDevice(w http.ResponseWriter, r *http.Request, auth Authenticate) (string, bool) {
+	if r.Method != http.MethodGet && r.Method != http.MethodHead {
+		w.Header().Set("Allow", "GET, HEAD")
+		http.Error(w, "method not allowed", http.StatusMethodNotAllowed)
+		return "", false
+	}
+	_, role, err := auth(r)
+	if err != nil {
+		http.Error(w, "authentication required", http.StatusUnauthorized)
+		return "", false
+	}
+	if !role.Allows(hub.RoleViewer) {
+		http.Error(w, "forbidden", http.StatusForbidden)
+		return "", false
+	}
+	id := r.PathValue("id")
+	if err := wire.ValidDeviceID(id); err != nil {
+		http.Error(w, "invalid device id", http.StatusBadRequest)
+		return "", false
+	}
+	return id, true
 }
