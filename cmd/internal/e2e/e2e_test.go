@@ -31,7 +31,7 @@ func TestSystemMetricsEndToEnd(t *testing.T) {
 	}
 	a := startAgent(t, h, tok, agentOpts{interval: 200 * time.Millisecond, collectors: cols})
 	waitStored(t, a, 5, 30*time.Second)
-	a.stop()
+	a.finish(t)
 	checkExactlyOnce(t, ix, "pi-e2e", labels, a.batches())
 	// The device page's history comes back from InfluxDB through the hub.
 	var hist struct {
@@ -69,7 +69,7 @@ func TestInfluxDownThirtySeconds(t *testing.T) {
 	ix.Restart(t)
 	n := len(a.batches())
 	waitStored(t, a, n+5, 60*time.Second)
-	a.stop()
+	a.finish(t)
 	checkExactlyOnce(t, ix, "pi-outage", labels, a.batches())
 }
 
@@ -88,7 +88,7 @@ func TestHubKilledMidStream(t *testing.T) {
 	eventually(t, 30*time.Second, "agent reconnects", func() bool { return a.link.Stats().Sessions > sessions })
 	n := len(a.batches())
 	waitStored(t, a, n+10, 30*time.Second)
-	a.stop()
+	a.finish(t)
 	checkExactlyOnce(t, ix, "pi-hubkill", labels, a.batches())
 }
 

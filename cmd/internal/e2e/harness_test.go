@@ -261,12 +261,14 @@ type deviceJSON struct {
 
 // testAgent is an agent running in this process on the real agent code.
 type testAgent struct {
-	t      testing.TB
-	parts  *agentParts
-	spool  *spool.Spool
-	link   *link.Link
-	cancel context.CancelFunc
-	done   chan struct{}
+	t           testing.TB
+	parts       *agentParts
+	stopBatcher context.CancelFunc
+	batcherDone chan struct{}
+	spool       *spool.Spool
+	link        *link.Link
+	cancel      context.CancelFunc
+	done        chan struct{}
 
 	mu       sync.Mutex
 	produced []protocol.Batch
@@ -365,10 +367,13 @@ func startAgent(t testing.TB, h *hubProc, token string, o agentOpts) *testAgent 
 	a.parts, a.spool, a.link = parts, parts.spool, parts.link
 	ctx, cancel := context.WithCancel(context.Background())
 	a.cancel = cancel
+	bctx, bcancel := context.WithCancel(ctx)
+	a.stopBatcher = bcancel
+	a.batcherDone = make(chan struct{})
 	var wg sync.WaitGroup
 	wg.Add(2)
 	go func() { defer wg.Done(); parts.link.Run(ctx) }()
-	go func() { defer wg.Done(); parts.batcher.Run(ctx) }()
+	go func() { defer wg.Done(); defer close(a.batcherDone); parts.batcher.Run(bctx) }()
 	go func() { wg.Wait(); close(a.done) }()
 	t.Cleanup(a.stop)
 	return a
@@ -401,8 +406,18 @@ func (a *testAgent) stop() {
 	a.parts.close()
 }
 
-// stopCollecting freezes production: the agent keeps its link but spools
-// nothing more, so the test knows the complete produced set.
+// finish stops producing, waits until the hub has acked everything
+// produced, then stops the agent: afterwards the produced set is final and
+// all of it must be stored.
+func (a *testAgent) finish(t *testing.T) {
+	t.Helper()
+	a.stopBatcher()
+	<-a.batcherDone
+	eventually(t, 30*time.Second, "the last batches acked", a.drained)
+	a.stop()
+}
+
+// drained reports whether the hub acked every spooled batch.
 func (a *testAgent) drained() bool { return a.spool.Stats().Batches == 0 }
 
 // counter is a deterministic collector: point n carries n.
