@@ -31,7 +31,10 @@ type program struct {
 // runProgram runs p in its own process group, streams its output as
 // "output" results, and returns the final result. ctx ends on Close.
 func (e *Executor) runProgram(ctx context.Context, id string, p program) protocol.CommandResult {
-	ctx, cancel := context.WithTimeout(ctx, p.timeout)
+	// The run time is measured from the instant the timeout starts, so a
+	// timed-out command never reports less than its timeout.
+	start := time.Now()
+	ctx, cancel := context.WithDeadline(ctx, start.Add(p.timeout))
 	defer cancel()
 	out := newCapture(p.maxOutput)
 	cmd := exec.CommandContext(ctx, p.argv[0], p.argv[1:]...)
@@ -42,7 +45,6 @@ func (e *Executor) runProgram(ctx context.Context, id string, p program) protoco
 	stop := make(chan struct{})
 	var streamer sync.WaitGroup
 	streamer.Go(func() { e.stream(id, out, stop) })
-	start := time.Now()
 	err := cmd.Run()
 	took := time.Since(start)
 	close(stop)
