@@ -1,6 +1,7 @@
 package dashboard_test
 
 import (
+	"context"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -8,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/chromedp/cdproto/page"
 	"github.com/chromedp/chromedp"
 )
 
@@ -191,5 +193,86 @@ func TestFleetOverviewInBrowser(t *testing.T) {
 	hub.fleet <- map[string]any{"type": "fleet", "devices": []map[string]any{{"id": "dev-00000", "online": false}}}
 	if got, err := pollText(ctx, countsJS, fmt.Sprintf("%d online 1 offline", bigFleet), 3*time.Second); err != nil || !strings.Contains(got, "1 offline") {
 		t.Errorf("counts after reconnect + a fleet message = %q, %v", got, err)
+	}
+}
+
+// TestRenderLatencyProbe: with window.__fleetwireRenderLatency defined
+// before the app loads (as BenchmarkDeviceToRender does), each row drawn
+// with a newer last-seen time adds paint time - device time; a page without
+// it gets no global from the app.
+func TestRenderLatencyProbe(t *testing.T) {
+	hub := newFakeHub(t)
+	ctx := browser(t)
+	signIn := func() {
+		t.Helper()
+		if err := chromedp.Run(ctx,
+			chromedp.WaitVisible(`input[name=username]`),
+			chromedp.SetValue(`input[name=username]`, fakeUser),
+			chromedp.SetValue(`input[name=password]`, fakePassword),
+			chromedp.Click(`form.signin button[type=submit]`),
+			chromedp.WaitVisible(`table.devices`),
+		); err != nil {
+			t.Fatalf("sign in: %v", err)
+		}
+	}
+	if err := chromedp.Run(ctx, chromedp.Navigate(hub.url+"/")); err != nil {
+		t.Fatal(err)
+	}
+	signIn()
+	var kind string
+	if err := chromedp.Run(ctx, chromedp.Evaluate(`typeof window.__fleetwireRenderLatency`, &kind)); err != nil {
+		t.Fatal(err)
+	}
+	if kind != "undefined" {
+		t.Errorf("without a benchmark the probe is %s; want undefined", kind)
+	}
+
+	if err := chromedp.Run(ctx,
+		chromedp.ActionFunc(func(ctx context.Context) error {
+			_, err := page.AddScriptToEvaluateOnNewDocument(`window.__fleetwireRenderLatency = []`).Do(ctx)
+			return err
+		}),
+		chromedp.Reload(),
+		chromedp.WaitVisible(`table.devices`), // the session cookie outlives the reload
+	); err != nil {
+		t.Fatal(err)
+	}
+	// The fake hub's first fleet message (pi-01, stamped now) is one sample;
+	// the device list from the REST API adds none (not a live update).
+	const countJS = `String(window.__fleetwireRenderLatency.length)`
+	if n, err := pollText(ctx, countJS, "1", 3*time.Second); err != nil || n != "1" {
+		t.Fatalf("probe has %s samples after the first fleet message, %v; want 1", n, err)
+	}
+	// Three devices whose batches were stamped 700 ms ago, then one of them again (same time: no new sample).
+	seen := time.Now().Add(-700 * time.Millisecond).UnixMilli()
+	msg := func(ids ...string) map[string]any {
+		devs := []map[string]any{}
+		for _, id := range ids {
+			devs = append(devs, map[string]any{"id": id, "online": true, "last_seen": seen})
+		}
+		return map[string]any{"type": "fleet", "devices": devs}
+	}
+	const probeJS = `window.__fleetwireRenderLatency.join(',')`
+	hub.fleet <- msg("probe-a", "probe-b", "probe-c")
+	if n, err := pollText(ctx, countJS, "4", 3*time.Second); err != nil || n != "4" {
+		t.Fatalf("probe has %s samples, %v; want 4 (pi-01 and one per probe device drawn)", n, err)
+	}
+	got, err := pollText(ctx, probeJS, "", 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, s := range strings.Split(got, ",")[1:] {
+		var ms int
+		fmt.Sscan(s, &ms)
+		if ms < 700 || ms > 10000 {
+			t.Errorf("probe sample %s ms; want >= 700 (the batch's age) and sane", s)
+		}
+	}
+	// An unchanged last-seen adds nothing; a newer one adds one sample.
+	hub.fleet <- msg("probe-a")
+	seen = time.Now().UnixMilli()
+	hub.fleet <- msg("probe-d")
+	if n, err := pollText(ctx, countJS, "5", 3*time.Second); err != nil || n != "5" {
+		t.Errorf("probe has %s samples after a repeat and a new device, %v; want 5", n, err)
 	}
 }

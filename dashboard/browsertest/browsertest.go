@@ -52,7 +52,11 @@ func Start(t testing.TB, extra ...chromedp.ExecAllocatorOption) context.Context 
 	}, extra...)
 	actx, cancelAlloc := chromedp.NewExecAllocator(context.Background(), opts...)
 	ctx, cancel := chromedp.NewContext(actx, chromedp.WithErrorf(t.Logf))
-	ctx, cancelTimeout := context.WithTimeout(ctx, 60*time.Second)
+	timeout := 60 * time.Second
+	if _, bench := t.(*testing.B); bench {
+		timeout = 10 * time.Minute // a benchmark's length depends on b.N
+	}
+	ctx, cancelTimeout := context.WithTimeout(ctx, timeout)
 	t.Cleanup(func() { cancelTimeout(); cancel(); cancelAlloc() })
 	if err := chromedp.Run(ctx); err != nil {
 		t.Fatalf("start chromium %s: %v", bin, err)

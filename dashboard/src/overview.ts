@@ -69,6 +69,14 @@ function sortValue(r: Row, k: SortKey): string | number {
   }
 }
 
+// Render latency probe for benchmarks: when a page defines
+// window.__fleetwireRenderLatency as an array (the benchmark injects it
+// before the app loads; the app never does), every row drawn with a newer
+// last-seen time from the live socket adds (time of the next frame -
+// device timestamp) in ms, i.e. device clock to pixels on screen. Rows not
+// on the page when drawn lose their sample. Bounded to the last 100,000.
+declare global { interface Window { __fleetwireRenderLatency?: number[] } }
+
 function labelText(l: Record<string, string>): string {
   return Object.keys(l).sort().map((k) => `${k}=${l[k]}`).join(' ')
 }
@@ -84,6 +92,7 @@ export function overview(root: HTMLElement, live: LiveSocket): () => void {
   let sortAsc = true
   let page = 0
   let frame = 0
+  const pending = new Map<string, number>() // id -> newer last-seen from the live socket, not drawn yet (latency probe only)
 
   const counts = h('div', { class: 'counts' })
   const search = h('input', {
@@ -158,7 +167,11 @@ export function overview(root: HTMLElement, live: LiveSocket): () => void {
     const now = Date.now()
     clear(tbody)
     let used = 0
+    const probe = window.__fleetwireRenderLatency
+    const drawn: number[] = []
     for (const r of list.slice(page * pageSize, (page + 1) * pageSize)) {
+      const t = pending.get(r.id)
+      if (t !== undefined) drawn.push(t)
       const tr = rowEl(r, now)
       const hist = history.get(r.id)
       if (hist) for (const [name, col] of sparkMetrics) {
@@ -172,6 +185,13 @@ export function overview(root: HTMLElement, live: LiveSocket): () => void {
       tbody.append(tr)
     }
     while (pool.length > used) pool.pop()!.destroy()
+    pending.clear()
+    // The next frame starts after this one is painted.
+    if (probe && drawn.length) requestAnimationFrame(() => {
+      const t = Date.now()
+      for (const s of drawn) probe.push(t - s)
+      if (probe.length > 100000) probe.splice(0, probe.length - 100000)
+    })
     if (list.length === 0) tbody.append(h('tr', {}, h('td', { colspan: String(columns.length), class: 'empty' },
       rows.size ? 'No device matches the filter.' : 'No devices yet.')))
     clear(pager)
@@ -200,6 +220,7 @@ export function overview(root: HTMLElement, live: LiveSocket): () => void {
       let r = rows.get(d.id)
       if (!r) { r = { id: d.id, online: d.online, labels: {}, agent: '', metrics: {} }; rows.set(d.id, r) }
       r.online = d.online
+      if (d.last_seen && window.__fleetwireRenderLatency && d.last_seen > (r.lastSeen ?? 0)) pending.set(d.id, d.last_seen)
       if (d.last_seen) r.lastSeen = d.last_seen
       if (d.metrics) {
         Object.assign(r.metrics, d.metrics)

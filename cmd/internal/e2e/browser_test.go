@@ -18,7 +18,7 @@ import (
 )
 
 // realBrowser starts Chromium for the test hub.
-func realBrowser(t *testing.T) context.Context {
+func realBrowser(t testing.TB) context.Context {
 	// Only for this test: the hub is a loopback subprocess whose TLS
 	// certificate comes from a CA it generated moments ago in a temp data
 	// dir; Chromium cannot be told to trust that CA alone without an NSS

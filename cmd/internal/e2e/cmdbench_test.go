@@ -3,6 +3,8 @@ package e2e
 import (
 	"bufio"
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"fmt"
 	"math/rand/v2"
 	"net"
@@ -92,10 +94,21 @@ func openDashboards(deviceURL string) {
 	}
 }
 
+// simTLS trusts the CA in $E2E_CA (a wss:// hub), or nothing extra.
+var simTLS = sync.OnceValue(func() *tls.Config {
+	pem, err := os.ReadFile(os.Getenv("E2E_CA"))
+	if err != nil {
+		return nil
+	}
+	pool := x509.NewCertPool()
+	pool.AppendCertsFromPEM(pem)
+	return &tls.Config{RootCAs: pool}
+})
+
 func simDial(url, token string, src net.IP) (*websocket.Conn, error) {
 	nd := &net.Dialer{LocalAddr: &net.TCPAddr{IP: src}, Timeout: 30 * time.Second}
 	d := websocket.Dialer{NetDialContext: nd.DialContext, Subprotocols: []string{protocol.Subprotocol},
-		HandshakeTimeout: 30 * time.Second, ReadBufferSize: 1024, WriteBufferSize: 1024}
+		HandshakeTimeout: 30 * time.Second, ReadBufferSize: 1024, WriteBufferSize: 1024, TLSClientConfig: simTLS()}
 	c, _, err := d.Dial(url, http.Header{"Authorization": {"Bearer " + token}})
 	if err != nil {
 		return nil, err
@@ -204,18 +217,7 @@ func startBench(b *testing.B, n int, rate time.Duration, env ...string) *cmdBenc
 	done := make(chan struct{})
 	go func() { defer close(done); svc.Run(ctx) }()
 
-	cmd := exec.Command(os.Args[0], "-test.run=^$")
-	cmd.Env = append(os.Environ(), envSims+"=1", "E2E_TOKENS="+tokFile, "E2E_URL=ws"+strings.TrimPrefix(srv.URL, "http")+"/v1/device",
-		"E2E_SIM_RATE="+rate.String())
-	cmd.Env = append(cmd.Env, env...)
-	out, _ := cmd.StdoutPipe()
-	cmd.Stderr = os.Stderr
-	if err := cmd.Start(); err != nil {
-		b.Fatal(err)
-	}
 	b.Cleanup(func() {
-		cmd.Process.Kill()
-		cmd.Wait()
 		srv.Close()
 		lh.Close(context.Background())
 		h.Close(context.Background())
@@ -223,12 +225,31 @@ func startBench(b *testing.B, n int, rate time.Duration, env ...string) *cmdBenc
 		<-done
 		ing.Close(context.Background())
 	})
-	line, _ := bufio.NewReader(out).ReadString('\n')
-	if strings.TrimSpace(line) != "ready" {
-		b.Fatalf("simulators: %q", line)
-	}
+	b.Cleanup(startSims(b, tokFile, "ws"+strings.TrimPrefix(srv.URL, "http")+"/v1/device", rate, env...)) // runs first
 	eventually(b, time.Minute, "all devices online", func() bool { return reg.Count() == n })
 	return &cmdBench{svc: svc, ids: ids, url: srv.URL}
+}
+
+// startSims runs the simulated devices (simsMain) for the tokens in
+// tokFile against the device endpoint url, sending telemetry every rate (0:
+// none), and returns once all are connected; the returned func kills them.
+func startSims(b testing.TB, tokFile, url string, rate time.Duration, env ...string) (stop func()) {
+	b.Helper()
+	cmd := exec.Command(os.Args[0], "-test.run=^$")
+	cmd.Env = append(os.Environ(), envSims+"=1", "E2E_TOKENS="+tokFile, "E2E_URL="+url, "E2E_SIM_RATE="+rate.String())
+	cmd.Env = append(cmd.Env, env...)
+	out, _ := cmd.StdoutPipe()
+	cmd.Stderr = os.Stderr
+	if err := cmd.Start(); err != nil {
+		b.Fatal(err)
+	}
+	stop = func() { cmd.Process.Kill(); cmd.Wait() }
+	line, _ := bufio.NewReader(out).ReadString('\n')
+	if strings.TrimSpace(line) != "ready" {
+		stop()
+		b.Fatalf("simulators: %q", line)
+	}
+	return stop
 }
 
 type discard struct{}
