@@ -30,6 +30,7 @@ type HubConfig struct {
 	CAFile        string `mapstructure:"ca_file"`
 	CAFingerprint string `mapstructure:"ca_fingerprint"`
 	AllowInsecure bool   `mapstructure:"allow_insecure"`
+	Compress      bool   `mapstructure:"compress"`
 }
 
 // SpoolConfig bounds the on-disk buffer.
@@ -56,6 +57,7 @@ type LogConfig struct {
 
 func defaultConfig() Config {
 	return Config{
+		Hub:      HubConfig{Compress: true},
 		Interval: 10 * time.Second,
 		Spool:    SpoolConfig{Dir: "/var/lib/fleetagent/spool", MaxBytes: 64 << 20},
 		Collect:  CollectConfig{Disks: []string{"/"}, ThermalDir: "/sys/class/thermal", MaxPoints: 1000},

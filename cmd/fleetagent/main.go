@@ -124,7 +124,8 @@ func (m *Main) newLink(sp *spool.Spool, log *slog.Logger, onCommand func(protoco
 	host, _ := os.Hostname()
 	return link.New(link.Config{
 		URL: cfg.Hub.URL, Token: cfg.Hub.Token, TLS: tlsCfg, AllowInsecure: cfg.Hub.AllowInsecure,
-		Spool: sp, Logger: log, OnCommand: onCommand,
+		Compress: cfg.Hub.Compress,
+		Spool:    sp, Logger: log, OnCommand: onCommand,
 		Hello: protocol.Hello{
 			AgentVersion: version, BootID: bootID(), Hostname: host,
 			Arch: runtime.GOOS + "/" + arch(), Capabilities: []string{"telemetry"},

@@ -108,6 +108,9 @@ func New(cfg Config) *Handler {
 		// A shared pool keeps idle connections from each pinning a write buffer.
 		WriteBufferPool: &sync.Pool{},
 		Subprotocols:    []string{protocol.Subprotocol},
+		// Agents offer permessage-deflate (batches shrink to about a third);
+		// inflate state is pooled by gorilla, so an idle connection holds none.
+		EnableCompression: true,
 		// Devices are not browsers: a request carrying an Origin is a page
 		// trying to reach the device endpoint (cross-site WebSocket hijacking).
 		CheckOrigin: func(r *http.Request) bool { return r.Header.Get("Origin") == "" },
@@ -155,6 +158,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return // the upgrader has answered the request
 	}
 	defer conn.Close()
+	conn.EnableWriteCompression(false) // acks and commands are tiny: not worth deflating
 	s := newSession(h, conn, dev)
 	if !h.track(s) {
 		s.Close(protocol.CloseGoingAway, "hub shutting down")
