@@ -93,18 +93,3 @@ func TestLineProtocolWorkedExample(t *testing.T) {
 		t.Errorf("line protocol\n%s\nwant\n%s", got, want)
 	}
 }
-
-func TestWireEfficiency(t *testing.T) {
-	b := SampleBatch(1, 100)
-	cb, err := Encode(b)
-	if err != nil {
-		t.Fatal(err)
-	}
-	lp := lineProtocol(b, nil, "pi-0001")
-	n := float64(len(b.Points))
-	t.Logf("100 points: CBOR %d bytes (%.1f B/point), line protocol %d bytes (%.1f B/point), ratio %.2f",
-		len(cb), float64(len(cb))/n, len(lp), float64(len(lp))/n, float64(len(cb))/float64(len(lp)))
-	if len(cb) >= len(lp) {
-		t.Errorf("CBOR batch (%d bytes) is not smaller than line protocol (%d bytes)", len(cb), len(lp))
-	}
-}
