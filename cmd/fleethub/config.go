@@ -38,6 +38,9 @@ type DashboardConfig struct {
 	// Origins may open the live WebSocket besides public_url's origin
 	// (exactly scheme://host[:port], e.g. a reverse proxy's name).
 	Origins []string `mapstructure:"origins"`
+	// LiveFlush: each browser gets at most one live message batch this
+	// often (updates in between are merged); 0 means the default, 15ms.
+	LiveFlush time.Duration `mapstructure:"live_flush"`
 }
 
 // TLSConfig selects the server certificate.
@@ -93,6 +96,7 @@ func defaultConfig() Config {
 		Log:    LogConfig{Level: "info", Format: "text"},
 		Dashboard: DashboardConfig{
 			SessionIdle: api.DefaultSessionIdle, SessionMax: api.DefaultSessionMax,
+			LiveFlush: 15 * time.Millisecond,
 		},
 	}
 }
@@ -138,6 +142,9 @@ func (c *Config) Validate() error {
 	}
 	if pw := c.Dashboard.AdminPassword; pw != "" && (utf8.RuneCountInString(pw) < store.MinPasswordLen || len(pw) > store.MaxPasswordLen) {
 		add("dashboard.admin_password: must be %d..%d characters", store.MinPasswordLen, store.MaxPasswordLen)
+	}
+	if c.Dashboard.LiveFlush < 0 || c.Dashboard.LiveFlush > 10*time.Second {
+		add("dashboard.live_flush: %s is outside 0..10s", c.Dashboard.LiveFlush)
 	}
 	if c.Dashboard.SessionIdle < time.Minute {
 		add("dashboard.session_idle: must be at least 1m")

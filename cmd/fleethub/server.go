@@ -191,7 +191,7 @@ func (s *Server) wire() error {
 		QueuePoints: cfg.Ingest.QueuePoints, Workers: cfg.Ingest.Workers, MaxWritePoints: cfg.Ingest.MaxWritePoints,
 	}, s.sink, m, s.log)
 	s.commands = hub.NewCommandService(s.store, s.registry, hub.NewCommandMetrics(s.reg), s.log)
-	s.live = live.New(live.Config{Registerer: s.reg})
+	s.live = live.New(live.Config{Registerer: s.reg, FlushInterval: cfg.Dashboard.LiveFlush})
 	s.registry.OnPresence(s.live.DeviceState)
 	s.devices = devicews.New(devicews.Config{
 		Store: s.store, DeadLetters: s.store, Registry: s.registry, Ingester: s.ingester, Metrics: m, Logger: s.log,

@@ -241,7 +241,7 @@ func TestOversizedAndBinaryMessagesClose(t *testing.T) {
 // A browser that stops reading is disconnected, and publishing (ingest's
 // side) never waits for it.
 func TestSlowClientDisconnected(t *testing.T) {
-	e := newEnv(t, live.Config{QueueLen: 1, SlowFlushes: 3, FlushInterval: time.Millisecond}, func(c *Config) {
+	e := newEnv(t, live.Config{QueueLen: 1, SlowAfter: 3 * time.Millisecond, FlushInterval: time.Millisecond}, func(c *Config) {
 		c.WriteTimeout = time.Minute // the broker, not the write deadline, must act
 	})
 	c := e.client()

@@ -26,13 +26,16 @@ var (
 
 // Config tunes the broker. Zero values take the defaults named per field.
 type Config struct {
-	FlushInterval    time.Duration // at most one flush per subscriber this often, default 250ms
-	QueueLen         int           // encoded messages queued per subscriber, default 2*MaxDeviceTopics+8
-	MaxPendingPoints int           // device points buffered per subscriber before dropping, default 10,000
-	MaxDeviceTopics  int           // device subscriptions per subscriber, default 64
-	// SlowFlushes: a subscriber whose queue is full at this many flushes in
-	// a row is disconnected (default 20, i.e. 5 s at 250 ms).
-	SlowFlushes int
+	// FlushInterval: at most one flush per subscriber this often, default
+	// 15ms (about a display frame). A quiet subscriber is flushed at once;
+	// a busy one gets its updates merged per interval.
+	FlushInterval    time.Duration
+	QueueLen         int // encoded messages queued per subscriber, default 2*MaxDeviceTopics+8
+	MaxPendingPoints int // device points buffered per subscriber before dropping, default 10,000
+	MaxDeviceTopics  int // device subscriptions per subscriber, default 64
+	// SlowAfter: a subscriber whose queue has stayed full for this long
+	// (at every flush since) is disconnected as too slow, default 5s.
+	SlowAfter time.Duration
 
 	Window              time.Duration // recent window length, default 10m
 	MaxSamplesPerSeries int           // default 2,000
@@ -59,14 +62,14 @@ func (c *Config) setDefaults() {
 			*v = d
 		}
 	}
-	defDur(&c.FlushInterval, 250*time.Millisecond)
+	defDur(&c.FlushInterval, 15*time.Millisecond)
 	def(&c.MaxPendingPoints, 10_000)
 	def(&c.MaxDeviceTopics, 64)
 	// One flush makes a message per subscribed device plus the fleet and
 	// presence ones; a queue smaller than that would hold points back a
 	// whole FlushInterval per overflow (measured: p99 671 ms with 16).
 	def(&c.QueueLen, 2*c.MaxDeviceTopics+8)
-	def(&c.SlowFlushes, 20)
+	defDur(&c.SlowAfter, 5*time.Second)
 	defDur(&c.Window, 10*time.Minute)
 	def(&c.MaxSamplesPerSeries, 2_000)
 	def(&c.MaxSeriesPerDevice, 256)

@@ -153,7 +153,7 @@ func TestDeviceTopicLimit(t *testing.T) {
 }
 
 func TestPendingPointsCapDropsAndCounts(t *testing.T) {
-	b := New(Config{MaxPendingPoints: 3, QueueLen: 1, SlowFlushes: 1 << 30})
+	b := New(Config{MaxPendingPoints: 3, QueueLen: 1, SlowAfter: time.Hour})
 	s := b.Subscribe(t.Context())
 	defer s.Close()
 	if err := s.SubscribeDevice("d"); err != nil {
@@ -181,7 +181,7 @@ func TestPendingPointsCapDropsAndCounts(t *testing.T) {
 // A subscriber that never reads is disconnected, and Publish never waits
 // for it: 100k points go through well inside the deadline.
 func TestSlowSubscriberDisconnectedPublishNeverBlocks(t *testing.T) {
-	b := New(Config{QueueLen: 1, SlowFlushes: 2, FlushInterval: time.Millisecond})
+	b := New(Config{QueueLen: 1, SlowAfter: 2 * time.Millisecond, FlushInterval: time.Millisecond})
 	s := b.Subscribe(t.Context())
 	defer s.Close()
 	if err := s.SubscribeDevice("d"); err != nil {

@@ -33,15 +33,15 @@ type Subscriber struct {
 	wake   chan struct{} // capacity 1: pending state is non-empty
 	exited chan struct{} // the flusher has returned
 
-	mu       sync.Mutex // guards the fields below; taken under the broker's locks
-	fleet    bool
-	devices  map[string]struct{}
-	pFleet   map[string]*fleetEntry
-	pPoints  map[string][]wire.Point
-	pDropped map[string]int
-	npoints  int
-	pStates  []wire.DeviceState
-	strikes  int // consecutive flushes that found Out full (flusher only)
+	mu        sync.Mutex // guards the fields below; taken under the broker's locks
+	fleet     bool
+	devices   map[string]struct{}
+	pFleet    map[string]*fleetEntry
+	pPoints   map[string][]wire.Point
+	pDropped  map[string]int
+	npoints   int
+	pStates   []wire.DeviceState
+	fullSince time.Time // first of the consecutive flushes that found Out full (flusher only)
 }
 
 // Subscribe opens a subscriber with no topics. It lives until ctx ends,
@@ -269,16 +269,19 @@ func (s *Subscriber) run() {
 }
 
 // flush moves as many pending messages as fit into Out. It returns false
-// when Out has been full for SlowFlushes flushes in a row. Only the flusher
-// sends on Out, so its free space can only grow while we work.
+// when every flush for SlowAfter found Out full. Only the flusher sends on
+// Out, so its free space can only grow while we work.
 func (s *Subscriber) flush() bool {
 	free := cap(s.out) - len(s.out)
 	if free == 0 {
-		s.strikes++
+		now := time.Now()
+		if s.fullSince.IsZero() {
+			s.fullSince = now
+		}
 		s.signal() // pending state is still there: look again next interval
-		return s.strikes < s.b.cfg.SlowFlushes
+		return now.Sub(s.fullSince) < s.b.cfg.SlowAfter
 	}
-	s.strikes = 0
+	s.fullSince = time.Time{}
 	msgs, more := s.take(free)
 	for _, m := range msgs {
 		data, err := json.Marshal(m)

@@ -293,8 +293,7 @@ func BenchmarkCommandRoundTrip(b *testing.B) {
 			for i := 0; i < b.N; i++ {
 				lat = append(lat, cb.roundTrip(b, cb.ids[(i*7919)%n]))
 			}
-			b.ReportMetric(float64(percentile(lat, 0.50).Microseconds())/1000, "p50-ms")
-			b.ReportMetric(float64(percentile(lat, 0.99).Microseconds())/1000, "p99-ms")
+			reportLatency(b, lat, fmt.Sprintf("command-rtt-%d", n))
 		})
 	}
 }
@@ -327,43 +326,68 @@ func BenchmarkBulkSend(b *testing.B) {
 	}
 }
 
-// BenchmarkDeviceToBrowser: 1,000 simulated devices each send a batch per
+// BenchmarkDeviceToBrowser: n simulated devices each send a batch per
 // second; a dashboard client subscribed to 64 device topics (the per-socket
 // limit) measures, for every point it receives, the time from the device's
 // timestamp to its arrival on the live socket (not including the page's
-// rendering). b.N is the number of samples.
+// rendering: see BenchmarkDeviceToRender). b.N is the number of samples.
 func BenchmarkDeviceToBrowser(b *testing.B) {
-	const devices = 1000
-	cb := startBench(b, devices, time.Second)
-	d := websocket.Dialer{HandshakeTimeout: 10 * time.Second}
-	ws, _, err := d.Dial("ws"+strings.TrimPrefix(cb.url, "http")+"/v1/live", http.Header{"Origin": {cb.url}})
-	if err != nil {
+	for _, n := range []int{1000, 10000} {
+		b.Run(fmt.Sprintf("devices=%d", n), func(b *testing.B) {
+			cb := startBench(b, n, time.Second)
+			d := websocket.Dialer{HandshakeTimeout: 10 * time.Second}
+			ws, _, err := d.Dial("ws"+strings.TrimPrefix(cb.url, "http")+"/v1/live", http.Header{"Origin": {cb.url}})
+			if err != nil {
+				b.Fatal(err)
+			}
+			defer ws.Close()
+			for _, id := range cb.ids[:64] {
+				ws.WriteJSON(map[string]string{"type": "subscribe", "topic": "device", "device": id})
+			}
+			lat := make([]time.Duration, 0, b.N)
+			b.ResetTimer()
+			for len(lat) < b.N {
+				var msg struct {
+					Type   string `json:"type"`
+					Points []struct {
+						T int64 `json:"t"`
+					} `json:"points"`
+				}
+				ws.SetReadDeadline(time.Now().Add(30 * time.Second))
+				if err := ws.ReadJSON(&msg); err != nil {
+					b.Fatal(err)
+				}
+				now := time.Now().UnixMilli()
+				for _, p := range msg.Points {
+					lat = append(lat, time.Duration(now-p.T)*time.Millisecond)
+				}
+			}
+			reportLatency(b, lat, fmt.Sprintf("device-to-browser-%d", n))
+		})
+	}
+}
+
+// reportLatency reports p50-ms and p99-ms and, when
+// $FLEETWIRE_BENCH_SAMPLES names a directory (make bench sets it), writes
+// every sample in ms, one per line, to <dir>/<name>.txt for the plots.
+func reportLatency(b *testing.B, lat []time.Duration, name string) {
+	b.Helper()
+	b.ReportMetric(float64(percentile(lat, 0.50).Microseconds())/1000, "p50-ms")
+	b.ReportMetric(float64(percentile(lat, 0.99).Microseconds())/1000, "p99-ms")
+	dir := os.Getenv("FLEETWIRE_BENCH_SAMPLES")
+	if dir == "" {
+		return
+	}
+	var sb strings.Builder
+	for _, d := range lat {
+		fmt.Fprintf(&sb, "%.3f\n", float64(d.Microseconds())/1000)
+	}
+	if err := os.MkdirAll(dir, 0o755); err != nil {
 		b.Fatal(err)
 	}
-	defer ws.Close()
-	for _, id := range cb.ids[:64] {
-		ws.WriteJSON(map[string]string{"type": "subscribe", "topic": "device", "device": id})
+	if err := os.WriteFile(filepath.Join(dir, name+".txt"), []byte(sb.String()), 0o644); err != nil {
+		b.Fatal(err)
 	}
-	lat := make([]time.Duration, 0, b.N)
-	b.ResetTimer()
-	for len(lat) < b.N {
-		var msg struct {
-			Type   string `json:"type"`
-			Points []struct {
-				T int64 `json:"t"`
-			} `json:"points"`
-		}
-		ws.SetReadDeadline(time.Now().Add(30 * time.Second))
-		if err := ws.ReadJSON(&msg); err != nil {
-			b.Fatal(err)
-		}
-		now := time.Now().UnixMilli()
-		for _, p := range msg.Points {
-			lat = append(lat, time.Duration(now-p.T)*time.Millisecond)
-		}
-	}
-	b.ReportMetric(float64(percentile(lat, 0.50).Milliseconds()), "p50-ms")
-	b.ReportMetric(float64(percentile(lat, 0.99).Milliseconds()), "p99-ms")
 }
 
 // BenchmarkDashboardCost: hub CPU (% of one core) and Go heap with 1,000

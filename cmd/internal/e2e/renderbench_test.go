@@ -80,8 +80,7 @@ func BenchmarkDeviceToRender(b *testing.B) {
 	for i, v := range ms {
 		lat[i] = time.Duration(v) * time.Millisecond
 	}
-	b.ReportMetric(float64(percentile(lat, 0.50).Milliseconds()), "p50-ms")
-	b.ReportMetric(float64(percentile(lat, 0.99).Milliseconds()), "p99-ms")
+	reportLatency(b, lat, "device-to-render-1000")
 	b.ReportMetric(float64(len(lat)), "samples")
 }
 
