@@ -21,7 +21,9 @@ type Collector interface {
 	Name() string
 	// Collect returns points with DT=0; the batcher sets the time. It may
 	// return some points together with an error (one mount of several
-	// failed, bad lines in a script's output).
+	// failed, bad lines in a script's output). The points' Tags maps may
+	// be shared with other points and later collections: never modify
+	// them.
 	Collect(ctx context.Context) ([]protocol.Point, error)
 }
 
@@ -197,15 +199,15 @@ func New(cfg Config, log *slog.Logger) ([]Collector, error) {
 		case NameCPU:
 			out = append(out, newCPU())
 		case NameMem:
-			out = append(out, memCollector{})
+			out = append(out, newMem())
 		case NameDisk:
 			out = append(out, newDisk(disks))
 		case NameNet:
 			out = append(out, newNet(cfg.Interfaces))
 		case NameLoad:
-			out = append(out, loadCollector{})
+			out = append(out, newLoad())
 		case NameUptime:
-			out = append(out, uptimeCollector{})
+			out = append(out, newUptime())
 		case NameTemp:
 			out = append(out, newTemp(thermal))
 		}

@@ -2,13 +2,15 @@ package collect
 
 import (
 	"context"
+	"io"
+	"os"
+	"path/filepath"
 	"runtime"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/fleetwire/fleetwire/protocol"
-	"github.com/shirou/gopsutil/v4/cpu"
 )
 
 // byName indexes points by name plus their tags, e.g. "disk.used_bytes{path=/}".
@@ -101,23 +103,23 @@ func TestCPUBaselineHonoursContext(t *testing.T) {
 }
 
 func TestCPUUsage(t *testing.T) {
-	base := cpu.TimesStat{User: 100, System: 50, Idle: 800, Iowait: 50}
+	base := cpuTimes{User: 100, System: 50, Idle: 800, Iowait: 50}
 	tests := []struct {
 		name string
-		next cpu.TimesStat
+		next cpuTimes
 		want float64
 		ok   bool
 	}{
-		{"all idle", cpu.TimesStat{User: 100, System: 50, Idle: 900, Iowait: 50}, 0, true},
-		{"iowait is idle", cpu.TimesStat{User: 100, System: 50, Idle: 800, Iowait: 150}, 0, true},
-		{"all busy", cpu.TimesStat{User: 150, System: 100, Idle: 800, Iowait: 50}, 100, true},
-		{"quarter", cpu.TimesStat{User: 110, System: 50, Idle: 870, Iowait: 55, Irq: 10, Softirq: 5}, 25, true},
-		{"steal is busy", cpu.TimesStat{User: 100, System: 50, Idle: 810, Iowait: 50, Steal: 10}, 50, true},
-		{"guest not counted twice", cpu.TimesStat{User: 110, System: 50, Idle: 810, Iowait: 50, Guest: 10}, 50, true},
+		{"all idle", cpuTimes{User: 100, System: 50, Idle: 900, Iowait: 50}, 0, true},
+		{"iowait is idle", cpuTimes{User: 100, System: 50, Idle: 800, Iowait: 150}, 0, true},
+		{"all busy", cpuTimes{User: 150, System: 100, Idle: 800, Iowait: 50}, 100, true},
+		{"quarter", cpuTimes{User: 110, System: 50, Idle: 870, Iowait: 55, Irq: 10, Softirq: 5}, 25, true},
+		{"steal is busy", cpuTimes{User: 100, System: 50, Idle: 810, Iowait: 50, Steal: 10}, 50, true},
+		{"guest not counted twice", cpuTimes{User: 110, System: 50, Idle: 810, Iowait: 50, Guest: 10}, 50, true},
 		{"no time passed", base, 0, false},
-		{"counters reset", cpu.TimesStat{User: 10, Idle: 10}, 0, false},
-		{"idle estimate stepped back", cpu.TimesStat{User: 110, System: 50, Idle: 799, Iowait: 50}, 100, true},
-		{"busy stepped back", cpu.TimesStat{User: 99, System: 50, Idle: 810, Iowait: 50}, 0, true},
+		{"counters reset", cpuTimes{User: 10, Idle: 10}, 0, false},
+		{"idle estimate stepped back", cpuTimes{User: 110, System: 50, Idle: 799, Iowait: 50}, 100, true},
+		{"busy stepped back", cpuTimes{User: 99, System: 50, Idle: 810, Iowait: 50}, 0, true},
 	}
 	for _, tt := range tests {
 		got, ok := cpuUsage(base, tt.next)
@@ -128,7 +130,7 @@ func TestCPUUsage(t *testing.T) {
 }
 
 func TestMem(t *testing.T) {
-	m := mustCollect(t, memCollector{})
+	m := mustCollect(t, newMem())
 	if len(m) != 5 {
 		t.Errorf("got %d metrics, want 5: %v", len(m), m)
 	}
@@ -203,7 +205,7 @@ func TestNet(t *testing.T) {
 }
 
 func TestLoad(t *testing.T) {
-	m := mustCollect(t, loadCollector{})
+	m := mustCollect(t, newLoad())
 	if len(m) != 3 {
 		t.Errorf("got %v, want load1, load5, load15", m)
 	}
@@ -213,7 +215,7 @@ func TestLoad(t *testing.T) {
 }
 
 func TestUptime(t *testing.T) {
-	m := mustCollect(t, uptimeCollector{})
+	m := mustCollect(t, newUptime())
 	if len(m) != 1 {
 		t.Errorf("got %v, want one metric", m)
 	}
@@ -256,4 +258,127 @@ func TestAllBuiltinsTogether(t *testing.T) {
 		seen[k] = true
 	}
 	checkPoints(t, all)
+}
+
+func TestParseCPULine(t *testing.T) {
+	tests := []struct {
+		line string
+		want cpuTimes
+		ok   bool
+	}{
+		{"cpu  727486 6135 192740 1439847 23563 0 9354 9938 0 0",
+			cpuTimes{User: 727486, Nice: 6135, System: 192740, Idle: 1439847, Iowait: 23563, Softirq: 9354, Steal: 9938}, true},
+		{"cpu 10 0 5 85", cpuTimes{User: 10, System: 5, Idle: 85}, true}, // before Linux 2.6
+		{"cpu 10 0 5", cpuTimes{}, false},
+		{"cpu0 10 0 5 85 0 0 0 0 0 0", cpuTimes{}, false},
+		{"intr 1 2 3 4", cpuTimes{}, false},
+		{"", cpuTimes{}, false},
+	}
+	for _, tt := range tests {
+		got, ok := parseCPULine([]byte(tt.line))
+		if got != tt.want || ok != tt.ok {
+			t.Errorf("parseCPULine(%q) = %+v, %v; want %+v, %v", tt.line, got, ok, tt.want, tt.ok)
+		}
+	}
+}
+
+func TestCountCPULines(t *testing.T) {
+	stat := "cpu0 1 2 3 4\ncpu1 1 2 3 4\ncpu2 1 2 3 4\ncpu3 1 2 3 4\nintr 5 6\nctxt 7\ncpufreq 1\n"
+	if n := countCPULines([]byte(stat)); n != 4 {
+		t.Errorf("countCPULines = %d, want 4", n)
+	}
+}
+
+func TestParseMeminfo(t *testing.T) {
+	pi := "MemTotal:        3882284 kB\nMemFree:         2501032 kB\nMemAvailable:    3393828 kB\n" +
+		"Buffers:           48512 kB\nCached:           925572 kB\nSwapCached:            0 kB\n" +
+		"SwapTotal:         204796 kB\nSwapFree:          102400 kB\nHugePages_Total:       0\n"
+	v, err := parseMeminfo([]byte(pi))
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := meminfo{total: 3882284 << 10, available: 3393828 << 10, swapTotal: 204796 << 10, swapFree: 102400 << 10}
+	if v != want {
+		t.Errorf("parseMeminfo = %+v, want %+v", v, want)
+	}
+	// Before Linux 3.14 there is no MemAvailable.
+	old := "MemTotal: 1000 kB\nMemFree: 100 kB\nBuffers: 20 kB\nCached: 300 kB\n"
+	if v, err := parseMeminfo([]byte(old)); err != nil || v.available != 420<<10 {
+		t.Errorf("without MemAvailable: %+v, %v; want available = free+buffers+cached = %d", v, err, 420<<10)
+	}
+	for _, bad := range []string{"MemFree: 1 kB\n", "MemTotal: x kB\n"} {
+		if _, err := parseMeminfo([]byte(bad)); err == nil {
+			t.Errorf("parseMeminfo(%q): want error", bad)
+		}
+	}
+}
+
+func TestParseNetDevLine(t *testing.T) {
+	tests := []struct {
+		line string
+		name string
+		rx   uint64 // counters[0]
+		txe  uint64 // counters[10]
+		ok   bool
+	}{
+		{"  eth0: 615455035   34727    1    0    0     0          0         0  2889197   27928    2    0    0     0       0          0", "eth0", 615455035, 2, true},
+		{"wlan0:123 1 0 0 0 0 0 0 456 2 7 0 0 0 0 0", "wlan0", 123, 7, true}, // no space after the colon
+		{"Inter-|   Receive                                                |  Transmit", "", 0, 0, false},
+		{" face |bytes    packets errs drop fifo frame compressed multicast|bytes", "", 0, 0, false},
+		{"  eth0: 1 2 3", "", 0, 0, false},
+	}
+	for _, tt := range tests {
+		name, c, ok := parseNetDevLine([]byte(tt.line))
+		if string(name) != tt.name || ok != tt.ok || c[0] != tt.rx || c[10] != tt.txe {
+			t.Errorf("parseNetDevLine(%q) = %q, rx %d, tx errs %d, %v", tt.line, name, c[0], c[10], ok)
+		}
+	}
+}
+
+func TestProcFileRereadsAndGrows(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "stat")
+	big := strings.Repeat("x", 3*procBufSize+17)
+	if err := os.WriteFile(path, []byte(big), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	p := procFile{path: path}
+	defer p.Close()
+	if b, err := p.read(); err != nil || string(b) != big {
+		t.Fatalf("read: %d bytes, %v; want %d", len(b), err, len(big))
+	}
+	if err := os.WriteFile(path, []byte("short\n"), 0o600); err != nil { // same inode
+		t.Fatal(err)
+	}
+	if b, err := p.read(); err != nil || string(b) != "short\n" {
+		t.Fatalf("reread: %q, %v", b, err)
+	}
+}
+
+func TestUptimeRoundsUp(t *testing.T) {
+	dir := t.TempDir()
+	for text, want := range map[string]int64{"12147.00 23000.10\n": 12147, "12147.01 23000.10\n": 12148, "7 1\n": 7} {
+		path := filepath.Join(dir, "uptime")
+		if err := os.WriteFile(path, []byte(text), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		u := &uptimeCollector{uptime: procFile{path: path}}
+		intIn(t, mustCollect(t, u), "system.uptime_seconds", want, want)
+		u.Close()
+	}
+}
+
+func TestBuiltinsClose(t *testing.T) {
+	cs, err := New(Config{ThermalDir: t.TempDir()}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range cs {
+		mustCollect(t, c)
+		if cl, ok := c.(io.Closer); ok {
+			if err := cl.Close(); err != nil {
+				t.Errorf("%s: close: %v", c.Name(), err)
+			}
+		}
+		mustCollect(t, c) // reopens
+	}
 }

@@ -27,8 +27,9 @@ type tempCollector struct {
 }
 
 type thermalZone struct {
-	path string // the temp file
-	name string // tag value
+	path string            // the temp file
+	name string            // tag value
+	tags map[string]string // {"zone": name}, shared by every collection
 }
 
 func newTemp(dir string) *tempCollector { return &tempCollector{dir: dir} }
@@ -58,7 +59,7 @@ func (t *tempCollector) Collect(ctx context.Context) ([]protocol.Point, error) {
 			errs = append(errs, fmt.Errorf("temp %s: %w", z.name, err))
 			continue
 		}
-		pts = append(pts, protocol.Point{Name: "temp.celsius", Value: c, Tags: map[string]string{"zone": z.name}})
+		pts = append(pts, protocol.Point{Name: "temp.celsius", Value: c, Tags: z.tags})
 	}
 	return pts, errors.Join(errs...)
 }
@@ -82,6 +83,7 @@ func (t *tempCollector) scan() error {
 		if count[z.name] > 1 {
 			zones[i].name = z.name + "-" + strings.TrimPrefix(filepath.Base(filepath.Dir(z.path)), "thermal_zone")
 		}
+		zones[i].tags = map[string]string{"zone": zones[i].name}
 	}
 	t.zones, t.scanned = zones, true
 	return nil
