@@ -13,6 +13,8 @@ import (
 	"net"
 	"net/http"
 	"net/url"
+	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -222,6 +224,13 @@ func (l *Link) waitAfter(err error, net, auth *Backoff) time.Duration {
 	if errors.Is(err, errUnauthorized) {
 		return l.cfg.AuthBackoff + auth.Next()
 	}
+	var busy *busyErr
+	if errors.As(err, &busy) {
+		// The hub said when: come back then (its hint is already spread
+		// over its backlog); the exponential backoff starts over.
+		net.Reset()
+		return busy.wait
+	}
 	var ce *closeErr
 	if !errors.As(err, &ce) {
 		return net.Next()
@@ -241,6 +250,27 @@ func (l *Link) waitAfter(err error, net, auth *Backoff) time.Duration {
 }
 
 var errUnauthorized = errors.New("hub refused the device token (401)")
+
+// busyErr is a refused upgrade with a Retry-After (the hub's accept-rate
+// limit, or a proxy in front of it).
+type busyErr struct {
+	status int
+	wait   time.Duration
+}
+
+func (e *busyErr) Error() string {
+	return fmt.Sprintf("hub busy (HTTP %d), retry after %s", e.status, e.wait)
+}
+
+// parseRetryAfter reads a Retry-After header in delay-seconds form, 1 s to
+// one day (an HTTP date or anything larger is ignored: backoff applies).
+func parseRetryAfter(v string) (time.Duration, bool) {
+	n, err := strconv.Atoi(strings.TrimSpace(v))
+	if err != nil || n < 1 || n > 86400 {
+		return 0, false
+	}
+	return time.Duration(n) * time.Second, true
+}
 
 // closeErr is a session ended by the hub's close frame.
 type closeErr struct {

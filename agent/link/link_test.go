@@ -26,7 +26,8 @@ type fakeHub struct {
 	received []uint64
 	conns    int
 	ackAll   bool
-	status   int // non-zero: refuse the upgrade with this status
+	status   int    // non-zero: refuse the upgrade with this status
+	retry    string // Retry-After header sent with status
 	closeNow protocol.CloseCode
 }
 
@@ -35,9 +36,12 @@ func newFakeHub(t *testing.T) *fakeHub {
 	up := websocket.Upgrader{Subprotocols: []string{protocol.Subprotocol}}
 	f.srv = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		f.mu.Lock()
-		status := f.status
+		status, retry := f.status, f.retry
 		f.conns++
 		f.mu.Unlock()
+		if retry != "" {
+			w.Header().Set("Retry-After", retry)
+		}
 		if status != 0 {
 			http.Error(w, "no", status)
 			return
@@ -224,6 +228,35 @@ func TestUnauthorizedBacksOffLong(t *testing.T) {
 	eventually(t, "refusal noticed", func() bool { return strings.Contains(l.Stats().LastError, "401") })
 	if st := l.Stats(); st.RetryIn < time.Hour || f.connections() != 1 {
 		t.Fatalf("after a 401: retry in %s, %d attempts; want >= 1h and 1", st.RetryIn, f.connections())
+	}
+}
+
+// A hub at its accept-rate limit answers 503 with Retry-After: the agent
+// waits exactly that; without a usable hint, the (short) network backoff.
+func TestBusyHubRetryAfter(t *testing.T) {
+	for _, c := range []struct {
+		status      int
+		header      string
+		min, max    time.Duration
+		errContains string
+	}{
+		{http.StatusServiceUnavailable, "7", 7 * time.Second, 7 * time.Second, "hub busy (HTTP 503), retry after 7s"},
+		{http.StatusTooManyRequests, "86400", 24 * time.Hour, 24 * time.Hour, "HTTP 429"},
+		{http.StatusServiceUnavailable, "86401", 0, time.Second, "HTTP 503"},                         // over a day: ignored
+		{http.StatusServiceUnavailable, "0", 0, time.Second, "HTTP 503"},                             // not positive: ignored
+		{http.StatusServiceUnavailable, "Wed, 21 Oct 2026 07:28:00 GMT", 0, time.Second, "HTTP 503"}, // date form: ignored
+		{http.StatusServiceUnavailable, "", 0, time.Second, "HTTP 503"},
+	} {
+		f := newFakeHub(t)
+		f.status, f.retry = c.status, c.header
+		sp := openSpool(t)
+		l, stop := runLink(t, f, sp, "fwd_test")
+		eventually(t, "refusal noticed", func() bool { return l.Stats().LastError != "" })
+		st := l.Stats()
+		stop()
+		if st.RetryIn < c.min || st.RetryIn > c.max || !strings.Contains(st.LastError, c.errContains) {
+			t.Errorf("%d Retry-After %q: retry in %s (%q); want %s..%s and %q", c.status, c.header, st.RetryIn, st.LastError, c.min, c.max, c.errContains)
+		}
 	}
 }
 

@@ -62,6 +62,11 @@ func (l *Link) dial(ctx context.Context) (*websocket.Conn, error) {
 		if resp != nil && resp.StatusCode == http.StatusUnauthorized {
 			return nil, errUnauthorized
 		}
+		if resp != nil && (resp.StatusCode == http.StatusServiceUnavailable || resp.StatusCode == http.StatusTooManyRequests) {
+			if d, ok := parseRetryAfter(resp.Header.Get("Retry-After")); ok {
+				return nil, &busyErr{status: resp.StatusCode, wait: d}
+			}
+		}
 		if resp != nil {
 			return nil, fmt.Errorf("dial: %w (HTTP %d)", err, resp.StatusCode)
 		}

@@ -67,6 +67,10 @@ type DeviceConfig struct {
 	MaxInflight     int             `mapstructure:"max_inflight"`
 	PingInterval    time.Duration   `mapstructure:"ping_interval"`
 	HelloTimeout    time.Duration   `mapstructure:"hello_timeout"`
+	// AcceptRate: device connections admitted per second (past it: 503 +
+	// Retry-After, before the token check); 0 disables. AcceptBurst: at once.
+	AcceptRate  float64 `mapstructure:"accept_rate"`
+	AcceptBurst int     `mapstructure:"accept_burst"`
 }
 
 // IngestConfig sizes the ingest pipeline.
@@ -91,6 +95,7 @@ func defaultConfig() Config {
 		Device: DeviceConfig{
 			MaxMessageBytes: 1 << 20, MaxPoints: 5000, MaxInflight: 64,
 			PingInterval: 20 * time.Second, HelloTimeout: 10 * time.Second,
+			AcceptRate: 1000, AcceptBurst: 250,
 		},
 		Ingest: IngestConfig{QueuePoints: 250_000, Workers: 2, MaxWritePoints: 5000},
 		Log:    LogConfig{Level: "info", Format: "text"},
@@ -142,6 +147,9 @@ func (c *Config) Validate() error {
 	}
 	if pw := c.Dashboard.AdminPassword; pw != "" && (utf8.RuneCountInString(pw) < store.MinPasswordLen || len(pw) > store.MaxPasswordLen) {
 		add("dashboard.admin_password: must be %d..%d characters", store.MinPasswordLen, store.MaxPasswordLen)
+	}
+	if c.Device.AcceptRate < 0 || c.Device.AcceptBurst < 0 {
+		add("device.accept_rate, device.accept_burst: must not be negative (0 disables the limit)")
 	}
 	if c.Dashboard.LiveFlush < 0 || c.Dashboard.LiveFlush > 10*time.Second {
 		add("dashboard.live_flush: %s is outside 0..10s", c.Dashboard.LiveFlush)

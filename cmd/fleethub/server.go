@@ -201,7 +201,8 @@ func (s *Server) wire() error {
 		PingInterval: cfg.Device.PingInterval, HelloTimeout: cfg.Device.HelloTimeout,
 	})
 	mux := http.NewServeMux()
-	mux.Handle("GET /v1/device", s.devices)
+	accept := hub.NewAcceptLimit(hub.AcceptConfig{Rate: cfg.Device.AcceptRate, Burst: cfg.Device.AcceptBurst, Registerer: s.reg})
+	mux.Handle("GET /v1/device", accept.Wrap(s.devices))
 	s.Auth = api.NewAuthenticator(s.store, api.WithSessionLimits(cfg.Dashboard.SessionIdle, cfg.Dashboard.SessionMax))
 	mux.Handle("/api/", api.New(api.Config{
 		Store: s.store, Sessions: s.registry, Commands: s.commands, Logger: s.log,
