@@ -52,8 +52,9 @@ demo: tools build
 release: dashboard
 	@scripts/release.sh $(VERSION)
 
-## bench: codec, ingest and InfluxDB baseline benchmarks (see BENCHMARKS.md)
-bench: tools
+## bench: the whole benchmark suite; writes BENCHMARKS.md and docs/bench/*.svg
+## (COUNT=n runs each, default 3; ONLY=codec,wire,... reruns some sections)
+bench: tools dashboard
 	@scripts/bench.sh
 
 clean:
