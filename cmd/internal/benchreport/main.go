@@ -20,6 +20,7 @@ import (
 	"io"
 	"os"
 	"os/signal"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -118,20 +119,11 @@ func (m *Main) validate() error {
 		ids = append(ids, s.ID)
 	}
 	for _, id := range m.Only {
-		if !contains(ids, id) {
+		if !slices.Contains(ids, id) {
 			return fmt.Errorf("ONLY: unknown section %q (sections: %s)", id, strings.Join(ids, ","))
 		}
 	}
 	return nil
-}
-
-func contains(list []string, s string) bool {
-	for _, x := range list {
-		if x == s {
-			return true
-		}
-	}
-	return false
 }
 
 // selected are the sections this invocation runs.
@@ -141,7 +133,7 @@ func (m *Main) selected() []Section {
 	}
 	var out []Section
 	for _, s := range m.Sections {
-		if len(m.Only) == 0 || contains(m.Only, s.ID) {
+		if len(m.Only) == 0 || slices.Contains(m.Only, s.ID) {
 			out = append(out, s)
 		}
 	}

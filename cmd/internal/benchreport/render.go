@@ -113,7 +113,11 @@ func (rp *Report) section(b *strings.Builder, s Section) {
 	if !r.Date.IsZero() {
 		date = "on " + r.Date.UTC().Format("2006-01-02 15:04 MST")
 	}
-	fmt.Fprintf(b, "Measured %s with:\n\n```sh\n%s\n```\n\n", date, strings.Join(r.Commands, "\n"))
+	if len(r.Commands) == 0 {
+		fmt.Fprintf(b, "_Saved output without its commands (not written by benchreport): rerun with `ONLY=%s make bench`._\n\n", s.ID)
+	} else {
+		fmt.Fprintf(b, "Measured %s with:\n\n```sh\n%s\n```\n\n", date, strings.Join(r.Commands, "\n"))
+	}
 	for _, e := range r.Errors {
 		fmt.Fprintf(b, "**Failed:** %s\n\n", cell(e))
 	}

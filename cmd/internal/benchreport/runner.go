@@ -45,8 +45,10 @@ func (m *Main) runSection(ctx context.Context, s Section) error {
 	if err != nil {
 		return err
 	}
-	if err := os.MkdirAll(m.Samples, 0o755); err != nil {
-		return err
+	for _, dir := range []string{m.RawDir, m.Samples} {
+		if err := os.MkdirAll(dir, 0o755); err != nil {
+			return err
+		}
 	}
 	for _, p := range s.Plots { // stale samples must not be plotted as new ones
 		for _, sr := range p.Series {

@@ -32,9 +32,6 @@ func TestRunFailedSection(t *testing.T) {
 		func(k string) string { return map[string]string{"COUNT": "2"}[k] }); err != nil {
 		t.Fatal(err)
 	}
-	if err := os.MkdirAll(m.RawDir, 0o755); err != nil {
-		t.Fatal(err)
-	}
 	err := m.Run(context.Background())
 	if err == nil || !strings.Contains(err.Error(), "fake") {
 		t.Errorf("Run error %v, want the fake section named as failed", err)

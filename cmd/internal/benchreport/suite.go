@@ -70,9 +70,10 @@ var Suite = []Section{
 	{
 		ID:    "connections",
 		Title: "Memory per idle connection",
-		Prose: "N simulated devices hold idle TLS WebSocket connections to a real `fleethub` process " +
-			"(several client processes and loopback source addresses: 20,000 open files per process " +
-			"at most); the hub's resident memory divided by the connections.",
+		Prose: "The memory a real `fleethub` process (TLS, production ping interval) holds per idle " +
+			"device connection: its RSS before any device connects and once N simulated devices " +
+			"(child processes of at most 5,000 each, no telemetry) are online and have been idle " +
+			"for the measurement window; heap, stack and goroutines per connection from the hub.",
 		Runs: []Run{{Pkg: "./cmd/internal/e2e", Bench: "IdleConnections", Benchtime: "1x", Count: 1, Timeout: "30m"}},
 		Tables: []Table{{
 			RowHeader: "connections",
@@ -134,12 +135,18 @@ var Suite = []Section{
 	{
 		ID:    "reconnect",
 		Title: "Reconnect storm",
-		Prose: "Every simulated device loses its connection at once (the hub restarts); time until all " +
-			"are connected again, the hub's peak accept rate, and goroutines left over afterwards.",
+		Prose: "10,000 `fleetsim` devices (the agent's real link with its jittered backoff and " +
+			"Retry-After handling, over TLS from two source addresses) connected to a real `fleethub`; " +
+			"the hub is stopped gracefully and started again on the same data and address. Seconds " +
+			"from the new hub answering `/healthz` until every device is back, and from the stop " +
+			"signal; the peak admission rate (250 ms scrapes of `fleethub_device_accepts_total`); " +
+			"devices told to come back later by the accept-rate limit; the hub's goroutines once all " +
+			"are back minus before the restart.",
 		Runs: []Run{{Pkg: "./cmd/internal/e2e", Bench: "ReconnectStorm", Benchtime: "1x", Count: 1}},
 		Tables: []Table{{
 			RowHeader: "run",
-			Columns: []Column{{Header: "s until all back", Unit: "s-all-back"}, {Header: "peak accepts/s", Unit: "peak-accepts/s"},
+			Columns: []Column{{Header: "s until all back", Unit: "s-all-back"}, {Header: "s from stop", Unit: "s-restart-to-all"},
+				{Header: "peak accepts/s", Unit: "peak-accepts/s"}, {Header: "limited", Unit: "limited"},
 				{Header: "goroutines delta", Unit: "goroutines-delta"}},
 			Auto: "ReconnectStorm",
 		}},
@@ -210,7 +217,7 @@ var Targets = []Target{
 	{What: "command round trip p99 at 10,000 devices", Section: "latency",
 		Measure: metric("CommandRoundTrip/devices=10000", "p99-ms"), Cmp: AtMost, Limit: 20, Unit: "ms"},
 	{What: "10,000 devices reconnected after a hub restart", Section: "reconnect",
-		Measure: firstOf(metric("ReconnectStorm/devices=10000", "s-all-back"), metric("ReconnectStorm", "s-all-back")),
+		Measure: metric("ReconnectStorm", "s-all-back"),
 		Cmp:     Below, Limit: 15, Unit: "s"},
 	{What: "agent RSS", Section: "agent",
 		Measure: metric("AgentFootprint", "rss-MiB"), Cmp: AtMost, Limit: 12, Unit: "MiB"},
