@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# make demo: a local InfluxDB, a hub with auto-generated TLS and one real
-# agent collecting this machine's metrics. Everything lives under .demo/
-# (git-ignored). Ctrl-C stops it all.
+# make demo: a local InfluxDB, a hub with auto-generated TLS, one real
+# agent collecting this machine's metrics and a small simulated fleet
+# (fleetsim, DEMO_SIM_DEVICES devices, 0 for none) so the dashboard looks
+# alive. Everything lives under .demo/ (git-ignored). Ctrl-C stops it all.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$PWD/.demo
@@ -9,7 +10,8 @@ bin=$PWD/bin
 influxd=${FLEETWIRE_INFLUXD:-$PWD/.tools/bin/influxd}
 influx_port=${DEMO_INFLUX_PORT:-18086}
 hub_port=${DEMO_HUB_PORT:-8443}
-mkdir -p "$root"/{influx,hub,agent}
+sim_devices=${DEMO_SIM_DEVICES:-25}
+mkdir -p "$root"/{influx,hub,agent,sim}
 
 pids=()
 stopping=
@@ -80,9 +82,21 @@ FLEETAGENT_HUB_CA_FINGERPRINT="" FLEETAGENT_SPOOL_DIR="$root/agent/spool" FLEETA
 	"$bin/fleetagent" --config "$root/agent/fleetagent.yaml" >"$root/agent.log" 2>&1 &
 pids+=($!)
 
+if [ "$sim_devices" -gt 0 ]; then
+	# Registered once through the API; the tokens file makes re-runs reuse them.
+	echo ">> starting fleetsim: $sim_devices simulated devices (site=demo-sim, interval 2s)"
+	FLEETSIM_ADMIN_TOKEN="$FLEETCTL_TOKEN" "$bin/fleetsim" \
+		--hub "wss://127.0.0.1:$hub_port/v1/device" --ca-file "$root/hub/ca.pem" \
+		--devices "$sim_devices" --id-prefix demo-sim- --labels site=demo-sim \
+		--create --api-url "$FLEETCTL_HUB" --tokens "$root/sim/tokens" \
+		--work-dir "$root/sim/spool" --interval 2s --ramp 50 --commands echo \
+		>"$root/sim.log" 2>&1 &
+	pids+=($!)
+fi
+
 cat <<TXT
 
-Fleetwire demo is running. Logs: $root/{influx,hub,agent}.log
+Fleetwire demo is running. Logs: $root/{influx,hub,agent,sim}.log
 
   Dashboard:    https://127.0.0.1:$hub_port/   (the hub's own CA: trust $root/hub/ca.pem,
                 or accept the certificate warning for this local demo)

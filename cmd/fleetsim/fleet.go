@@ -47,10 +47,11 @@ type device struct {
 	started atomic.Bool
 	everUp  atomic.Bool
 
-	mu     sync.Mutex // guards ring and ackSeq (collector vs link goroutine)
+	mu     sync.Mutex // guards ring, ackSeq and recent (collector vs link goroutine vs timers)
 	ring   [ringSize]stamp
 	next   int
 	ackSeq uint64
+	recent []recentCommand // allocated on the first command
 
 	// Owned by the reporter goroutine.
 	seenErr   string
@@ -109,7 +110,7 @@ func (d *device) collect(buf []protocol.Point) []protocol.Point {
 	buf = points(f.defs, d.seed, now, f.start, buf[:0])
 	seq, err := d.sp.Append(&protocol.Batch{BaseTime: now.UnixMilli(), Points: buf})
 	if err != nil {
-		f.errors.add("spool: " + err.Error())
+		f.errors.addExample("spool", err.Error())
 		return buf
 	}
 	f.spooled.Add(1)
@@ -171,6 +172,13 @@ func newFleet(cfg *Config, tokens []string, logf func(string, ...any)) (*fleet, 
 		if err != nil {
 			f.close()
 			return nil, fmt.Errorf("device %s: %w", d.id, err)
+		}
+		// A kept --work-dir continues the seqs of an earlier run: count
+		// only acks past what that run left.
+		if st := d.sp.Stats(); st.Batches > 0 {
+			d.ackSeq = st.FirstSeq - 1
+		} else {
+			d.ackSeq = st.NextSeq - 1
 		}
 		f.devs = append(f.devs, d)
 		var dial func(context.Context, string, string) (net.Conn, error)
@@ -346,11 +354,12 @@ func (f *fleet) snapshot() *Snapshot {
 		// pair changes once per failure.
 		if st.LastError != "" && (st.LastError != d.seenErr || st.RetryIn != d.seenRetry) {
 			d.seenErr, d.seenRetry = st.LastError, st.RetryIn
-			f.errors.add(classify(st.LastError))
+			f.errors.addExample(classify(st.LastError), st.LastError)
 		}
 	}
 	s.Sessions, s.Reconnects = sessions, reconnects
 	s.Errors = f.errors.snapshot()
+	s.Examples = f.errors.snapshotExamples()
 	s.Commands = f.commands.snapshot()
 	return s
 }
@@ -359,10 +368,14 @@ func (f *fleet) snapshot() *Snapshot {
 // goroutine, so nothing here blocks: sleep uses a timer.
 func (d *device) onCommand(c protocol.Command) {
 	send := d.lk.SendResult
+	if !d.firstDelivery(c.ID, send) {
+		return
+	}
 	send(protocol.CommandResult{ID: c.ID, State: "received"})
 	start := time.Now()
 	finish := func(r protocol.CommandResult) {
 		r.ID, r.DurationMs = c.ID, uint64(time.Since(start).Milliseconds())
+		d.remember(c.ID, &r)
 		send(r)
 		d.f.commands.add(r.State)
 	}
@@ -383,6 +396,46 @@ func (d *device) onCommand(c protocol.Command) {
 			return
 		}
 		time.AfterFunc(dur, func() { finish(protocol.CommandResult{State: "succeeded"}) })
+	}
+}
+
+// recentCommands is how many command ids a device remembers: the hub may
+// deliver a command again (on reconnect, or when a push races the
+// delivery on connect) and, like the real agent, a device runs it once.
+const recentCommands = 8
+
+type recentCommand struct {
+	id     string
+	result *protocol.CommandResult // nil while running
+}
+
+// firstDelivery records id and reports whether it is new; for a known id
+// it re-sends the stored result, if there is one yet.
+func (d *device) firstDelivery(id string, send func(protocol.CommandResult)) bool {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	for _, rc := range d.recent {
+		if rc.id == id {
+			if rc.result != nil {
+				send(*rc.result)
+			}
+			return false
+		}
+	}
+	if len(d.recent) == recentCommands {
+		d.recent = d.recent[1:]
+	}
+	d.recent = append(d.recent, recentCommand{id: id})
+	return true
+}
+
+func (d *device) remember(id string, r *protocol.CommandResult) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	for i := range d.recent {
+		if d.recent[i].id == id {
+			d.recent[i].result = r
+		}
 	}
 }
 

@@ -142,11 +142,6 @@ func (m *Main) Run(ctx context.Context) error {
 // valid (Validate).
 func Run(ctx context.Context, cfg Config, stderr io.Writer) (*Snapshot, error) {
 	logf := func(format string, a ...any) { fmt.Fprintf(stderr, "fleetsim: "+format+"\n", a...) }
-	if cfg.Duration > 0 {
-		var cancel context.CancelFunc
-		ctx, cancel = context.WithTimeout(ctx, cfg.Duration)
-		defer cancel()
-	}
 	tokens, err := fleetTokens(ctx, &cfg, logf)
 	if err != nil {
 		return nil, err
@@ -182,7 +177,8 @@ func Run(ctx context.Context, cfg Config, stderr io.Writer) (*Snapshot, error) {
 	return final, err
 }
 
-// runLocal runs devices [cfg.First, cfg.First+cfg.Count) in this process.
+// runLocal runs devices [cfg.First, cfg.First+cfg.Count) in this process
+// until ctx ends or --duration passes.
 func runLocal(ctx context.Context, cfg *Config, tokens []string, logf func(string, ...any), report func(*Snapshot, bool)) (*Snapshot, error) {
 	opened := time.Now()
 	f, err := newFleet(cfg, tokens, logf)
@@ -192,6 +188,13 @@ func runLocal(ctx context.Context, cfg *Config, tokens []string, logf func(strin
 	defer f.close()
 	if d := time.Since(opened); d > 2*time.Second {
 		logf("opened %d spools in %s", len(f.devs), d.Round(time.Millisecond))
+	}
+	// --duration counts from here: registering devices and opening
+	// spools can take a while for a large fleet.
+	if cfg.Duration > 0 {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, cfg.Duration)
+		defer cancel()
 	}
 	var final *Snapshot
 	f.run(ctx, func(s *Snapshot, last bool) {
@@ -213,11 +216,6 @@ func childMain(cfgJSON string, stdout, stderr io.Writer) int {
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	if cfg.Duration > 0 {
-		var cancel context.CancelFunc
-		ctx, cancel = context.WithTimeout(ctx, cfg.Duration)
-		defer cancel()
-	}
 	logf := func(format string, a ...any) {
 		fmt.Fprintf(stderr, "fleetsim[%d-%d]: "+format+"\n", append([]any{cfg.First, cfg.First + cfg.Count - 1}, a...)...)
 	}

@@ -81,6 +81,7 @@ type Snapshot struct {
 	Points       uint64            `json:"points"`  // points in acked batches
 	Commands     map[string]uint64 `json:"commands,omitempty"`
 	Errors       map[string]uint64 `json:"errors,omitempty"`
+	Examples     map[string]string `json:"examples,omitempty"` // one message per error kind
 	Latency      []uint64          `json:"latency,omitempty"`
 	RSS          int64             `json:"rss"` // bytes
 	Final        bool              `json:"final,omitempty"`
@@ -103,6 +104,14 @@ func (s *Snapshot) merge(o *Snapshot) {
 	s.Points += o.Points
 	s.Commands = addCounts(s.Commands, o.Commands)
 	s.Errors = addCounts(s.Errors, o.Errors)
+	for k, v := range o.Examples {
+		if s.Examples == nil {
+			s.Examples = map[string]string{}
+		}
+		if _, ok := s.Examples[k]; !ok {
+			s.Examples[k] = v
+		}
+	}
 	if len(s.Latency) < len(o.Latency) {
 		s.Latency = append(s.Latency, make([]uint64, len(o.Latency)-len(s.Latency))...)
 	}
@@ -151,25 +160,38 @@ func sumCounts(m map[string]uint64) uint64 {
 	return n
 }
 
-// counts is a concurrent map of counters by kind.
+// counts is a concurrent map of counters by kind, with the first
+// message seen of each kind.
 type counts struct {
-	mu sync.Mutex
-	m  map[string]uint64
+	mu       sync.Mutex
+	m        map[string]uint64
+	examples map[string]string
 }
 
-func (c *counts) add(kind string) {
+func (c *counts) add(kind string) { c.addExample(kind, "") }
+
+func (c *counts) addExample(kind, msg string) {
 	c.mu.Lock()
+	defer c.mu.Unlock()
 	if c.m == nil {
-		c.m = map[string]uint64{}
+		c.m, c.examples = map[string]uint64{}, map[string]string{}
 	}
 	c.m[kind]++
-	c.mu.Unlock()
+	if _, ok := c.examples[kind]; !ok && msg != "" {
+		c.examples[kind] = msg
+	}
 }
 
 func (c *counts) snapshot() map[string]uint64 {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	return maps.Clone(c.m)
+}
+
+func (c *counts) snapshotExamples() map[string]string {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return maps.Clone(c.examples)
 }
 
 // progressLine is the once-a-second status; prev (may be nil) gives rates.
@@ -215,6 +237,9 @@ func writeSummary(w io.Writer, s *Snapshot) {
 	fmt.Fprintf(w, "  sessions              %d (reconnects %d)\n", s.Sessions, s.Reconnects)
 	fmt.Fprintf(w, "  commands answered     %d%s\n", sumCounts(s.Commands), byKind(s.Commands))
 	fmt.Fprintf(w, "  errors                %d%s\n", sumCounts(s.Errors), byKind(s.Errors))
+	for _, k := range slices.Sorted(maps.Keys(s.Examples)) {
+		fmt.Fprintf(w, "    e.g. %s: %s\n", k, s.Examples[k])
+	}
 	if s.RSS > 0 && s.Devices > 0 {
 		fmt.Fprintf(w, "  memory (VmRSS)        %s, %.1f KiB per device\n", mib(s.RSS), float64(s.RSS)/1024/float64(s.Devices))
 	}
@@ -246,7 +271,7 @@ func byKind(m map[string]uint64) string {
 // classify names the kind of a link error for the summary.
 func classify(msg string) string {
 	switch {
-	case strings.Contains(msg, "401"):
+	case strings.Contains(msg, "refused the device token"):
 		return "unauthorized (401)"
 	case strings.HasPrefix(msg, "hub closed session: "):
 		f := strings.Fields(strings.TrimPrefix(msg, "hub closed session: "))
