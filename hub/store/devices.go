@@ -7,7 +7,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"time"
 
 	"github.com/fleetwire/fleetwire/hub"
 	"modernc.org/sqlite"
@@ -98,15 +97,6 @@ func (s *Store) RevokeDevice(ctx context.Context, id string) error {
 func (s *Store) DeleteDevice(ctx context.Context, id string) error {
 	res, err := s.db.ExecContext(ctx, `DELETE FROM devices WHERE id = ?`, id)
 	return s.oneRow(res, err, "delete device", id)
-}
-
-// TouchDevice records that the device was seen, and the version of its
-// agent. ErrNotFound if there is no such device.
-func (s *Store) TouchDevice(ctx context.Context, id string, seen time.Time, agentVersion string) error {
-	res, err := s.db.ExecContext(ctx,
-		`UPDATE devices SET last_seen = ?, agent_version = ? WHERE id = ?`,
-		unixNano(seen), agentVersion, id)
-	return s.oneRow(res, err, "touch device", id)
 }
 
 // AuthenticateDevice returns the device that token belongs to.

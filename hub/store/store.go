@@ -30,6 +30,7 @@ type Store struct {
 	// dummyHash is verified against for unknown users, so CheckPassword
 	// costs the same whether or not the name exists.
 	dummyHash string
+	touch     *toucher // group commits of TouchDevice
 }
 
 // Option changes how Open sets up a Store.
@@ -93,11 +94,13 @@ func (s *Store) init(ctx context.Context) error {
 	}
 	s.authStmt = stmt
 	s.dummyHash = s.pw.dummy()
+	s.startToucher()
 	return nil
 }
 
 // Close closes the database.
 func (s *Store) Close() error {
+	s.closeToucher()
 	return errors.Join(s.authStmt.Close(), s.db.Close())
 }
 
