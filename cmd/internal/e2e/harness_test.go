@@ -35,7 +35,7 @@ import (
 )
 
 // bins holds the programs built once for the whole package.
-var bins struct{ dir, hub, agent, ctl string }
+var bins struct{ dir, hub, agent, ctl, sim string }
 
 func TestMain(m *testing.M) {
 	if os.Getenv(envDeviceProc) != "" {
@@ -67,7 +67,8 @@ func repoRoot() string {
 func buildPrograms(dir string) error {
 	bins.dir = dir
 	bins.hub, bins.agent, bins.ctl = filepath.Join(dir, "fleethub"), filepath.Join(dir, "fleetagent"), filepath.Join(dir, "fleetctl")
-	cmd := exec.Command("go", "build", "-o", dir+"/", "./cmd/fleethub", "./cmd/fleetagent", "./cmd/fleetctl")
+	bins.sim = filepath.Join(dir, "fleetsim")
+	cmd := exec.Command("go", "build", "-o", dir+"/", "./cmd/fleethub", "./cmd/fleetagent", "./cmd/fleetctl", "./cmd/fleetsim")
 	cmd.Dir = repoRoot()
 	cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
 	out, err := cmd.CombinedOutput()
@@ -106,6 +107,7 @@ type hubProc struct {
 	addr    string
 	influx  *influxtest.Server
 	extra   []string
+	quiet   bool // log at info instead of debug (load benchmarks)
 
 	cmd   *exec.Cmd
 	done  chan struct{}
@@ -129,9 +131,13 @@ func (h *hubProc) start() {
 		t.Fatal(err)
 	}
 	h.log = logf
+	level := "debug"
+	if h.quiet {
+		level = "info"
+	}
 	cmd := exec.Command(bins.hub, "--data_dir", h.dataDir, "--listen", h.addr,
 		"--public_url", "https://"+h.addr, "--influx.url", h.influx.URL, "--influx.bucket", h.influx.Bucket,
-		"--log.level", "debug")
+		"--log.level", level)
 	cmd.Env = append(os.Environ(), "FLEETHUB_DEVICE_PING_INTERVAL=1s", "FLEETHUB_SHUTDOWN_TIMEOUT=10s")
 	cmd.Env = append(cmd.Env, h.extra...)
 	cmd.Stdout, cmd.Stderr = logf, logf

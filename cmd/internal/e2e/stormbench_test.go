@@ -1,0 +1,151 @@
+package e2e
+
+import (
+	"bufio"
+	"context"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/fleetwire/fleetwire/hub/influx/influxtest"
+	"github.com/fleetwire/fleetwire/hub/store"
+)
+
+// BenchmarkReconnectStorm: 10,000 fleetsim devices (the agent's real link
+// with its jittered backoff and Retry-After handling, over TLS from two
+// source addresses) are connected to a real fleethub; the hub is stopped
+// gracefully (devices get "going away") and started again on the same
+// data and address. Reported: seconds from the new hub answering /healthz
+// until every device is back (s-all-back) and from the stop signal
+// (s-restart-to-all), the highest admission rate seen in 250 ms scrapes
+// of fleethub_device_accepts_total (peak-accepts/s), the devices told to
+// come back later by the accept-rate limit (limited), and the hub's
+// goroutines once all are back minus before the restart
+// (goroutines-delta). b.N is ignored: run with -benchtime 1x.
+func BenchmarkReconnectStorm(b *testing.B) {
+	const n = 10000
+	ix := influxtest.Start(b)
+	dir := b.TempDir()
+	tokens := filepath.Join(dir, "tokens")
+	registerFleet(b, filepath.Join(dir, "fleethub.db"), tokens, "storm-", n)
+	h := &hubProc{t: b, dataDir: dir, addr: freeAddr(b), influx: ix, quiet: true, extra: []string{"FLEETHUB_DEVICE_PING_INTERVAL=20s"}}
+	h.start()
+	b.Cleanup(func() { h.stop() })
+
+	sim := exec.Command(bins.sim, "--hub", h.deviceURL(), "--ca-file", h.caFile(), "--devices", strconv.Itoa(n),
+		"--id-prefix", "storm-", "--tokens", tokens, "--interval", "30s", "--metrics", "4", "--ramp", "2000/s",
+		"--source", "127.0.0.2-127.0.0.3", "--work-dir", filepath.Join(dir, "sim"))
+	simLog, err := os.Create(filepath.Join(dir, "fleetsim.log"))
+	if err != nil {
+		b.Fatal(err)
+	}
+	sim.Stdout, sim.Stderr = simLog, simLog
+	if err := sim.Start(); err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() {
+		sim.Process.Signal(os.Interrupt)
+		done := make(chan struct{})
+		go func() { sim.Wait(); close(done) }()
+		select {
+		case <-done:
+		case <-time.After(30 * time.Second):
+			sim.Process.Kill()
+			<-done
+		}
+		simLog.Close()
+		if b.Failed() {
+			log, _ := os.ReadFile(simLog.Name())
+			b.Logf("fleetsim log:\n%s", tail(string(log), 3000))
+		}
+	})
+
+	mc := &metricsClient{h: h, c: h.client()}
+	poll(b, 3*time.Minute, "all devices connected", func() bool { return mc.metric("fleethub_device_connections") == n })
+	time.Sleep(5 * time.Second) // settle: handshake garbage collected, every device past its first batch
+	baseGoroutines := mc.metric("go_goroutines")
+
+	b.ResetTimer()
+	stopAt := time.Now()
+	h.stop()
+	mc.c.CloseIdleConnections()
+	h.start()
+	upAt := time.Now()
+	mc = &metricsClient{h: h, c: h.client()}
+	var peak, last float64
+	lastAt := upAt
+	poll(b, 2*time.Minute, "all devices back", func() bool {
+		adm := labeled(mc, "fleethub_device_accepts_total", `result="admitted"`)
+		now := time.Now()
+		if adm >= 0 {
+			peak = max(peak, (adm-last)/now.Sub(lastAt).Seconds())
+			last, lastAt = adm, now
+		}
+		return mc.metric("fleethub_device_connections") == n
+	})
+	allBack := time.Now()
+	b.StopTimer()
+	limited := labeled(mc, "fleethub_device_accepts_total", `result="limited"`)
+
+	// Goroutines back to what n connected devices need: poll until within
+	// 1% of the baseline (handshake and retry goroutines have ended).
+	var g float64
+	deadline := time.Now().Add(30 * time.Second)
+	for g = mc.metric("go_goroutines"); g > baseGoroutines*1.01 && time.Now().Before(deadline); g = mc.metric("go_goroutines") {
+		time.Sleep(250 * time.Millisecond) // scrape interval
+	}
+	b.ReportMetric(allBack.Sub(upAt).Seconds(), "s-all-back")
+	b.ReportMetric(allBack.Sub(stopAt).Seconds(), "s-restart-to-all")
+	b.ReportMetric(peak, "peak-accepts/s")
+	b.ReportMetric(max(limited, 0), "limited")
+	b.ReportMetric(g-baseGoroutines, "goroutines-delta")
+}
+
+// registerFleet registers n devices prefix00000.. straight in the hub's
+// SQLite file before the hub starts and writes "id token" lines (fleetsim's
+// --tokens format) to tokensFile.
+func registerFleet(b *testing.B, dbPath, tokensFile, prefix string, n int) {
+	b.Helper()
+	ctx := context.Background()
+	st, err := store.Open(ctx, dbPath)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer st.Close()
+	var sb strings.Builder
+	for i := 0; i < n; i++ {
+		id := fmt.Sprintf("%s%04d", prefix, i)
+		_, tok, err := st.CreateDevice(ctx, id, map[string]string{"fleet": "storm"})
+		if err != nil {
+			b.Fatal(err)
+		}
+		fmt.Fprintf(&sb, "%s %s\n", id, tok)
+	}
+	if err := os.WriteFile(tokensFile, []byte(sb.String()), 0o600); err != nil {
+		b.Fatal(err)
+	}
+}
+
+// labeled reads one labelled sample, e.g. name{result="admitted"}, from
+// the hub's /metrics (-1 if missing).
+func labeled(mc *metricsClient, name, labels string) float64 {
+	resp, err := mc.c.Get(mc.h.url("/metrics"))
+	if err != nil {
+		return -1
+	}
+	defer resp.Body.Close()
+	want := name + "{" + labels + "}"
+	sc := bufio.NewScanner(resp.Body)
+	for sc.Scan() {
+		if f := strings.Fields(sc.Text()); len(f) == 2 && f[0] == want {
+			v, _ := strconv.ParseFloat(f[1], 64)
+			return v
+		}
+	}
+	return -1
+}
