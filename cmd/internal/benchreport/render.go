@@ -168,6 +168,12 @@ func renderTable(b *strings.Builder, t Table, r *Raw) {
 		b.WriteString("\n")
 	}
 	b.WriteString("\n")
+	for _, row := range rows { // results, yet a failure: e.g. one of the -count runs
+		if name, ok := r.resolve(row.Bench); ok && row.err == nil && r.Failed[name] != "" {
+			fmt.Fprintf(b, "_%s: Benchmark%s also %s; the figures are from the runs that completed._\n\n",
+				row.Label, name, cell(r.Failed[name]))
+		}
+	}
 }
 
 // tableRows lists t's rows: its fixed ones, or one per benchmark under Auto.

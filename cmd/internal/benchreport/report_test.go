@@ -41,6 +41,35 @@ func TestParseRaw(t *testing.T) {
 	}
 }
 
+// TestParseRawInlineFailure: go test prints a benchmark's name before
+// running it, so a failure starts on the name's line.
+func TestParseRawInlineFailure(t *testing.T) {
+	out := "BenchmarkWriteInflux-2                \t--- FAIL: BenchmarkWriteInflux-2\n" +
+		"    bench_test.go:75: influxtest: influxd not ready: after 30s\n" +
+		"        influxd log:\n" +
+		"BenchmarkPoints-2 \t 100\t 2500000 ns/op\t 1980000 points/s\n"
+	r, err := ParseRaw([]byte(out), "inline")
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, _, err = r.Median("WriteInflux", "points/s")
+	if want := "BenchmarkWriteInflux failed: bench_test.go:75: influxtest: influxd not ready: after 30s"; err == nil || err.Error() != want {
+		t.Errorf("error %v, want %q", err, want)
+	}
+	if v, _, err := r.Median("Points", "points/s"); err != nil || v != 1980000 {
+		t.Errorf("Points: %v %v", v, err)
+	}
+	var b strings.Builder
+	renderTable(&b, Table{RowHeader: "x", Columns: []Column{{Header: "points/s", Unit: "points/s"}},
+		Rows: []Row{{Label: "points", Bench: "Points"}}}, r)
+	r.Failed["Points"] = "failed: flaky"
+	renderTable(&b, Table{RowHeader: "x", Columns: []Column{{Header: "points/s", Unit: "points/s"}},
+		Rows: []Row{{Label: "points", Bench: "Points"}}}, r)
+	if got := strings.Count(b.String(), "_points: BenchmarkPoints also failed: flaky; the figures are from the runs that completed._"); got != 1 {
+		t.Errorf("partial failure noted %d times, want once:\n%s", got, b.String())
+	}
+}
+
 func TestMedian(t *testing.T) {
 	r := loadRaw(t, "ingest.txt")
 	for _, tc := range []struct {

@@ -35,7 +35,9 @@ type key struct{ name, unit string }
 
 var (
 	procsSuffix = regexp.MustCompile(`-\d+$`)
-	failLine    = regexp.MustCompile(`^\s*--- (FAIL|SKIP): Benchmark(\S+)`)
+	// Anywhere in the line: go test prints a benchmark's name before it
+	// runs, so its failure follows on the same line.
+	failLine = regexp.MustCompile(`--- (FAIL|SKIP): Benchmark(\S+)`)
 )
 
 // benchName is a benchmark's name as the suite writes it: no "Benchmark"
