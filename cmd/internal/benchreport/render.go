@@ -243,8 +243,8 @@ func valueCell(t Table, row tableRow, c Column, r *Raw) string {
 	}
 	if c.Ratio {
 		base, _, err := r.Median(t.Baseline, c.Unit)
-		if err != nil || base == 0 {
-			return "–"
+		if !row.Ratio || err != nil || base == 0 {
+			return ""
 		}
 		return bold(fmt.Sprintf("%.2f×", med/base), row.Bold)
 	}

@@ -92,7 +92,7 @@ type Table struct {
 type Column struct {
 	Header string
 	Unit   string // as go test prints it ("points/s", "p99-ms", "allocs/op")
-	Ratio  bool   // show the row's median divided by the Baseline row's
+	Ratio  bool   // the row's median divided by the Baseline row's (rows with Ratio set)
 }
 
 // Row is one benchmark of a table.
@@ -100,6 +100,7 @@ type Row struct {
 	Label string
 	Bench string // name without "Benchmark" and without the -GOMAXPROCS suffix
 	Bold  bool
+	Ratio bool // fill the table's Ratio columns for this row
 }
 
 // PlotKind says how a plot reads its samples files.

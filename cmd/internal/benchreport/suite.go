@@ -60,9 +60,9 @@ var Suite = []Section{
 			Rows: []Row{
 				{Label: "hub → discard sink, 1 device", Bench: "IngestDiscard/devices=1"},
 				{Label: "hub → discard sink, 16 devices", Bench: "IngestDiscard/devices=16"},
-				{Label: "hub → real InfluxDB, 16 devices (end to end, acked)", Bench: "IngestInfluxDB", Bold: true},
-				{Label: "`hub/influx` sink alone (5,000-point writes)", Bench: "WriteInflux"},
-				{Label: "InfluxDB direct (line protocol, 5,000-point POSTs)", Bench: "InfluxDirectLineProtocol", Bold: true},
+				{Label: "hub → real InfluxDB, 16 devices (end to end, acked)", Bench: "IngestInfluxDB", Bold: true, Ratio: true},
+				{Label: "`hub/influx` sink alone (5,000-point writes)", Bench: "WriteInflux", Ratio: true},
+				{Label: "InfluxDB direct (line protocol, 5,000-point POSTs)", Bench: "InfluxDirectLineProtocol", Bold: true, Ratio: true},
 				{Label: "point conversion to `write.Point` (no I/O)", Bench: "Points"},
 			},
 		}},
