@@ -25,14 +25,26 @@ const (
 )
 
 // envAgentBenchEnv adds environment to the measured agent only (e.g.
-// "GOGC=50 GOMEMLIMIT=8MiB"), to compare runtime settings.
-const envAgentBenchEnv = "FLEETWIRE_AGENTBENCH_ENV"
+// "GOGC=50 GOMEMLIMIT=8MiB"), to compare runtime settings;
+// envAgentBenchLog names a file that receives the agent's log (with
+// GODEBUG=gctrace=1 in envAgentBenchEnv: its heap over time).
+// envAgentBenchWindow overrides the 30 s measurement window (a Go
+// duration): a longer one shows the heap's steady state across several GC
+// cycles.
+const (
+	envAgentBenchEnv    = "FLEETWIRE_AGENTBENCH_ENV"
+	envAgentBenchLog    = "FLEETWIRE_AGENTBENCH_LOG"
+	envAgentBenchWindow = "FLEETWIRE_AGENTBENCH_WINDOW"
+)
 
 // BenchmarkAgentFootprint runs the real fleetagent binary (as shipped:
 // every default collector, compression on) against a real hub and InfluxDB
 // at a 1 s interval. After a warm-up it samples VmRSS every second for a
-// window and reports the largest and the last sample, and the CPU the
-// process used (utime+stime) over the window as a share of one core.
+// window and reports the largest and the last sample, RssAnon at the end
+// (VmRSS minus the pages of the mapped binary, which are most of it), and
+// the CPU the process used (utime+stime) over the window as a share of one
+// core. The harness's hub pings every second (production: 20 s), so the
+// agent's CPU here is an upper bound.
 //
 //	go test -run '^$' -bench AgentFootprint -benchtime 1x -count 3 ./cmd/internal/e2e
 func BenchmarkAgentFootprint(b *testing.B) {
@@ -44,12 +56,14 @@ func BenchmarkAgentFootprint(b *testing.B) {
 		fp := measureAgent(b, h, device, tok)
 		b.ReportMetric(fp.maxRSS, "rss-MiB")
 		b.ReportMetric(fp.lastRSS, "rss-final-MiB")
+		b.ReportMetric(fp.anonRSS, "rss-anon-MiB")
 		b.ReportMetric(fp.cpu, "cpu-%core")
 	}
 }
 
 type footprint struct {
-	maxRSS, lastRSS float64 // MiB
+	maxRSS, lastRSS float64 // VmRSS, MiB
+	anonRSS         float64 // RssAnon at the end (heap, stacks; not the mapped binary), MiB
 	cpu             float64 // percent of one core
 }
 
@@ -71,7 +85,15 @@ func measureAgent(b *testing.B, h *hubProc, device, token string) footprint {
 	}
 	exited := make(chan struct{})
 	go func() { cmd.Wait(); close(exited) }()
-	defer func() { cmd.Process.Kill(); <-exited }()
+	defer func() {
+		cmd.Process.Kill()
+		<-exited
+		if path := os.Getenv(envAgentBenchLog); path != "" {
+			if err := os.WriteFile(path, []byte(log.String()), 0o600); err != nil {
+				b.Error(err)
+			}
+		}
+	}()
 	eventually(b, 30*time.Second, "the agent online", func() bool {
 		select {
 		case <-exited:
@@ -82,19 +104,32 @@ func measureAgent(b *testing.B, h *hubProc, device, token string) footprint {
 		h.api("GET", "/api/v1/devices/"+device, nil, &dev)
 		return dev.Device.Online
 	})
+	window := footprintWindow
+	if w := os.Getenv(envAgentBenchWindow); w != "" {
+		d, err := time.ParseDuration(w)
+		if err != nil {
+			b.Fatalf("%s: %v", envAgentBenchWindow, err)
+		}
+		window = d
+	}
 	pid := cmd.Process.Pid
 	time.Sleep(footprintWarmup) // a measurement window, not a wait for an event
 	b.ResetTimer()
 	cpu0 := procCPUTicks(b, pid)
 	start := time.Now()
 	var fp footprint
+	var samples []string
 	tick := time.NewTicker(time.Second)
 	defer tick.Stop()
-	for time.Since(start) < footprintWindow {
+	for time.Since(start) < window {
 		<-tick.C
-		fp.lastRSS = procRSSMiB(b, pid)
+		fp.lastRSS = procStatusMiB(b, pid, "VmRSS:")
 		fp.maxRSS = max(fp.maxRSS, fp.lastRSS)
+		samples = append(samples, strconv.FormatFloat(fp.lastRSS, 'f', 2, 64))
 	}
+	b.Logf("VmRSS MiB each second: %s", strings.Join(samples, " "))
+	fp.anonRSS = procStatusMiB(b, pid, "RssAnon:")
+	b.Logf("at the end: %s", procStatusLines(b, pid, "VmHWM:", "RssAnon:", "RssFile:", "VmStk:", "Threads:"))
 	cpu := procCPUTicks(b, pid) - cpu0
 	fp.cpu = float64(cpu) / userHZ / time.Since(start).Seconds() * 100
 	b.StopTimer()
@@ -106,24 +141,42 @@ func measureAgent(b *testing.B, h *hubProc, device, token string) footprint {
 	return fp
 }
 
-// procRSSMiB reads VmRSS (kB) from /proc/<pid>/status.
-func procRSSMiB(b *testing.B, pid int) float64 {
+// procStatusMiB reads a kB line of /proc/<pid>/status ("VmRSS:") in MiB.
+func procStatusMiB(b *testing.B, pid int, name string) float64 {
 	b.Helper()
 	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
 	if err != nil {
 		b.Fatal(err)
 	}
 	for line := range strings.Lines(string(data)) {
-		if rest, ok := strings.CutPrefix(line, "VmRSS:"); ok {
+		if rest, ok := strings.CutPrefix(line, name); ok {
 			kb, err := strconv.ParseFloat(strings.TrimSuffix(strings.TrimSpace(rest), " kB"), 64)
 			if err != nil {
-				b.Fatalf("VmRSS %q: %v", rest, err)
+				b.Fatalf("%s %q: %v", name, rest, err)
 			}
 			return kb / 1024
 		}
 	}
-	b.Fatalf("no VmRSS in /proc/%d/status", pid)
+	b.Fatalf("no %s in /proc/%d/status", name, pid)
 	return 0
+}
+
+// procStatusLines returns the named lines of /proc/<pid>/status, joined.
+func procStatusLines(b *testing.B, pid int, names ...string) string {
+	b.Helper()
+	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	if err != nil {
+		b.Fatal(err)
+	}
+	var out []string
+	for line := range strings.Lines(string(data)) {
+		for _, n := range names {
+			if strings.HasPrefix(line, n) {
+				out = append(out, strings.Join(strings.Fields(line), " "))
+			}
+		}
+	}
+	return strings.Join(out, ", ")
 }
 
 // procCPUTicks is utime+stime (fields 14 and 15 of /proc/<pid>/stat) in
