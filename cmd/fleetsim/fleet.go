@@ -1,6 +1,7 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"crypto/rand"
 	"crypto/tls"
@@ -168,37 +169,75 @@ func newFleet(cfg *Config, tokens []string, logf func(string, ...any)) (*fleet, 
 		if cfg.Jitter > 0 {
 			d.offset = time.Duration(unit(mix(d.seed)) * float64(cfg.Jitter))
 		}
-		d.sp, err = spool.Open(filepath.Join(cfg.WorkDir, d.id), spool.Options{NoSync: true, MaxBytes: cfg.SpoolBytes})
-		if err != nil {
-			f.close()
-			return nil, fmt.Errorf("device %s: %w", d.id, err)
-		}
-		// A kept --work-dir continues the seqs of an earlier run: count
-		// only acks past what that run left.
-		if st := d.sp.Stats(); st.Batches > 0 {
-			d.ackSeq = st.FirstSeq - 1
-		} else {
-			d.ackSeq = st.NextSeq - 1
-		}
 		f.devs = append(f.devs, d)
-		var dial func(context.Context, string, string) (net.Conn, error)
-		if len(dials) > 0 {
-			dial = dials[g%len(dials)]
-		}
-		d.lk, err = link.New(link.Config{
-			URL: cfg.Hub, Token: tok, TLS: tlsCfg, AllowInsecure: cfg.AllowInsecure, Compress: cfg.Compress,
-			NetDialContext: dial, Spool: devSpool{d}, OnCommand: d.onCommand,
-			Hello: protocol.Hello{
-				AgentVersion: "fleetsim-" + version, BootID: fmt.Sprintf("%s-%d", bootPrefix, g),
-				Hostname: d.id, Arch: "linux/sim", Capabilities: []string{"telemetry"},
-			},
-		})
-		if err != nil {
-			f.close()
+		if d.lk, err = newLink(cfg, d, tok, tlsCfg, dials, bootPrefix, g); err != nil {
 			return nil, fmt.Errorf("device %s: %w", d.id, err)
 		}
 	}
+	if err := f.openSpools(); err != nil {
+		f.close()
+		return nil, err
+	}
 	return f, nil
+}
+
+// newLink builds device d's link (global index g).
+func newLink(cfg *Config, d *device, tok string, tlsCfg *tls.Config, dials []dialFunc, bootPrefix string, g int) (*link.Link, error) {
+	var dial dialFunc
+	if len(dials) > 0 {
+		dial = dials[g%len(dials)]
+	}
+	return link.New(link.Config{
+		URL: cfg.Hub, Token: tok, TLS: tlsCfg, AllowInsecure: cfg.AllowInsecure, Compress: cfg.Compress,
+		NetDialContext: dial, Spool: devSpool{d}, OnCommand: d.onCommand,
+		Hello: protocol.Hello{
+			AgentVersion: "fleetsim-" + version, BootID: fmt.Sprintf("%s-%d", bootPrefix, g),
+			Hostname: d.id, Arch: "linux/sim", Capabilities: []string{"telemetry"},
+		},
+	})
+}
+
+// openSpools opens every device's spool, a few at a time: each open is
+// several file system calls, which add up for a large fleet.
+func (f *fleet) openSpools() error {
+	var (
+		wg    sync.WaitGroup
+		next  atomic.Int64
+		mu    sync.Mutex
+		first error
+	)
+	for range 8 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := int(next.Add(1) - 1); i < len(f.devs); i = int(next.Add(1) - 1) {
+				if err := f.devs[i].openSpool(); err != nil {
+					mu.Lock()
+					first = cmp.Or(first, err)
+					mu.Unlock()
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	return first
+}
+
+func (d *device) openSpool() error {
+	sp, err := spool.Open(filepath.Join(d.f.cfg.WorkDir, d.id), spool.Options{NoSync: true, MaxBytes: d.f.cfg.SpoolBytes})
+	if err != nil {
+		return fmt.Errorf("device %s: %w", d.id, err)
+	}
+	// A kept --work-dir continues the seqs of an earlier run: count only
+	// acks past what that run left.
+	if st := sp.Stats(); st.Batches > 0 {
+		d.ackSeq = st.FirstSeq - 1
+	} else {
+		d.ackSeq = st.NextSeq - 1
+	}
+	d.sp = sp
+	return nil
 }
 
 // hubTLS is one TLS config shared by every device (verification as in the
@@ -219,9 +258,11 @@ func hubTLS(cfg *Config) (*tls.Config, error) {
 	return t, nil
 }
 
+type dialFunc = func(context.Context, string, string) (net.Conn, error)
+
 // sourceDialers returns one dial function per source address.
-func sourceDialers(srcs []netip.Addr) []func(context.Context, string, string) (net.Conn, error) {
-	var out []func(context.Context, string, string) (net.Conn, error)
+func sourceDialers(srcs []netip.Addr) []dialFunc {
+	var out []dialFunc
 	for _, a := range srcs {
 		d := &net.Dialer{LocalAddr: &net.TCPAddr{IP: a.AsSlice()}, Timeout: 20 * time.Second, KeepAlive: -1}
 		out = append(out, d.DialContext)

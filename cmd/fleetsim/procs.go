@@ -103,7 +103,9 @@ func runParent(ctx context.Context, cfg *Config, procs int, progress *progress, 
 	for running := procs; running > 0; {
 		select {
 		case <-t.C:
-			progress.show(merged())
+			if s := merged(); s.Devices > 0 { // some child has reported
+				progress.show(s)
+			}
 		case err := <-exited:
 			running--
 			if err != nil && firstErr == nil && ctx.Err() == nil {

@@ -292,8 +292,9 @@ func classify(msg string) string {
 	case strings.Contains(msg, "x509"), strings.Contains(msg, "tls:"), strings.Contains(msg, "certificate"):
 		return "TLS"
 	case strings.Contains(msg, "(HTTP "):
-		i := strings.Index(msg, "(HTTP ")
-		return strings.TrimSuffix(msg[i+1:], ")")
+		rest := msg[strings.Index(msg, "(HTTP ")+1:]
+		code, _, _ := strings.Cut(rest, ")")
+		return code
 	case strings.Contains(msg, "EOF"), strings.Contains(msg, "close 1006"):
 		return "connection lost"
 	}
