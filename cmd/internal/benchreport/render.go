@@ -116,7 +116,12 @@ func (rp *Report) section(b *strings.Builder, s Section) {
 	if len(r.Commands) == 0 {
 		fmt.Fprintf(b, "_Saved output without its commands (not written by benchreport): rerun with `ONLY=%s make bench`._\n\n", s.ID)
 	} else {
-		fmt.Fprintf(b, "Measured %s with:\n\n```sh\n%s\n```\n\n", date, strings.Join(r.Commands, "\n"))
+		load := ""
+		if len(r.Load) > 0 {
+			load = fmt.Sprintf(" (1-minute load average as each command started: %s, on %d cores)",
+				strings.Join(r.Load, ", "), rp.Machine.Cores)
+		}
+		fmt.Fprintf(b, "Measured %s%s with:\n\n```sh\n%s\n```\n\n", date, load, strings.Join(r.Commands, "\n"))
 	}
 	for _, e := range r.Errors {
 		fmt.Fprintf(b, "**Failed:** %s\n\n", cell(e))
@@ -316,8 +321,8 @@ func runsText(runs []float64, med float64, unit string) string {
 		d = decimals(runs[0] / sc.div)
 	}
 	parts := make([]string, len(runs))
-	for i, v := range runs {
-		parts[i] = fixed(v/sc.div, d)
+	for i, v := range runs { // no thousands commas: they would read as separators
+		parts[i] = strconv.FormatFloat(v/sc.div, 'f', d, 64)
 	}
 	return strings.Join(parts, ", ")
 }

@@ -125,6 +125,9 @@ func TestFormat(t *testing.T) {
 			t.Errorf("formatValue(%v, %s) = %q, want %q", tc.v, tc.unit, got, tc.want)
 		}
 	}
+	if got := runsText([]float64{1065000, 996000, 495000}, 996000, "points/s"); got != "1065, 996, 495" {
+		t.Errorf("runsText = %q", got)
+	}
 	if got := anchor("Codec (`protocol`)"); got != "codec-protocol" {
 		t.Errorf("anchor %q", got)
 	}
@@ -164,7 +167,7 @@ func TestMarkdown(t *testing.T) {
 		"| discard ([ingest](#hub-ingest)) | ≥ 1,000,000 points/s | 1.67 M points/s | met |",
 		"| sink vs direct ([ingest](#hub-ingest)) | ≥ 0.9× | 0.66× | **not met** |",
 		"| spool ([spool](#agent-spool)) | ≥ 1 batches/s |  | not measured (section not run) |",
-		"Measured on 2026-11-23 15:30 UTC with:\n\n```sh\nFLEETWIRE_INFLUXD=$PWD/.tools/bin/influxd go test -run '^$' -bench Ingest",
+		"Measured on 2026-11-23 15:30 UTC (1-minute load average as each command started: 0.52, on 2 cores) with:\n\n```sh\nFLEETWIRE_INFLUXD=$PWD/.tools/bin/influxd go test -run '^$' -bench Ingest",
 		"**Failed:** go test ./hub/devicews: exit status 1",
 		"| path | points/s | vs direct |\n|---|---:|---:|\n", // x-direct: reported by no row, hidden
 		"| discard, 1 device | 1.09 M (runs: 1.09, 1.20, 1.00) |  |",

@@ -19,6 +19,7 @@ const (
 	metaDate    = "benchreport-date: "
 	metaCommand = "benchreport-command: "
 	metaError   = "benchreport-error: "
+	metaLoad    = "benchreport-loadavg: "
 )
 
 // Raw is one section's saved go test output, parsed.
@@ -26,6 +27,7 @@ type Raw struct {
 	Date     time.Time // when the section was run
 	Commands []string  // exactly as run
 	Errors   []string  // one per command that failed
+	Load     []string  // 1-minute load average as each command started
 	Failed   map[string]string
 	names    []string // benchmark names in the order go test printed them
 	values   map[key][]float64
@@ -96,6 +98,8 @@ func (r *Raw) scanLines(data []byte) {
 			}
 		case strings.HasPrefix(line, metaCommand):
 			r.Commands = append(r.Commands, strings.TrimPrefix(line, metaCommand))
+		case strings.HasPrefix(line, metaLoad):
+			r.Load = append(r.Load, strings.TrimPrefix(line, metaLoad))
 		case strings.HasPrefix(line, metaError):
 			r.Errors = append(r.Errors, strings.TrimPrefix(line, metaError))
 		default:

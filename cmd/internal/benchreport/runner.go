@@ -67,6 +67,9 @@ func (m *Main) runSection(ctx context.Context, s Section) error {
 	for _, r := range s.Runs {
 		line := r.Command(shown, m.Count)
 		fmt.Fprintf(f, "%s%s\n", metaCommand, line)
+		if load, err := os.ReadFile("/proc/loadavg"); err == nil {
+			fmt.Fprintf(f, "%s%s\n", metaLoad, strings.Fields(string(load))[0])
+		}
 		fmt.Fprintf(m.Log, ">> %s\n", line)
 		start := time.Now()
 		if err := m.goTest(ctx, f, r, env); err != nil {
