@@ -163,6 +163,7 @@ var Suite = []Section{
 			{
 				RowHeader: "agent",
 				Columns: []Column{{Header: "peak RSS (MiB)", Unit: "rss-MiB"}, {Header: "final RSS (MiB)", Unit: "rss-final-MiB"},
+					{Header: "anonymous RSS (MiB)", Unit: "rss-anon-MiB"},
 					{Header: "CPU (% of one core)", Unit: "cpu-%core"}},
 				Auto: "AgentFootprint",
 			},
