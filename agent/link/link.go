@@ -136,7 +136,11 @@ func New(cfg Config) (*Link, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
-	l := &Link{cfg: cfg, results: make(chan []byte, 256)}
+	// 32 results wait for a session at most (the command executor runs a
+	// few at a time; older final results are re-reported from its state
+	// dir after a reconnect): a small buffer per link, which fleetsim runs
+	// by the thousand.
+	l := &Link{cfg: cfg, results: make(chan []byte, 32)}
 	if l.cfg.OnCommand == nil {
 		// Without an executor every command is refused at once, so the hub
 		// does not keep redelivering it until its TTL.
