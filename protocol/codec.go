@@ -128,6 +128,19 @@ func Decode(data []byte, maxBytes int) (any, error) {
 	if len(data) > maxBytes {
 		return nil, fmt.Errorf("%w: %d bytes > %d", ErrTooLarge, len(data), maxBytes)
 	}
+	// Telemetry is nearly all a hub reads: batches in the common form skip
+	// the reflection-based decoder (same result, see decodeBatchFast).
+	if len(data) > 2 && data[0] == 0x82 && data[1] == byte(TypeBatch) {
+		if b, ok := decodeBatchFast(data[2:]); ok {
+			return b, nil
+		}
+	}
+	return decodeGeneral(data)
+}
+
+// decodeGeneral is Decode through the reflection-based CBOR decoder, which
+// enforces the decoding limits and reports every error.
+func decodeGeneral(data []byte) (any, error) {
 	var env inEnvelope
 	if err := decMode.Unmarshal(data, &env); err != nil {
 		return nil, fmt.Errorf("%w: envelope: %v", ErrMalformed, err)

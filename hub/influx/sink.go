@@ -113,6 +113,8 @@ type Sink struct {
 	log    *slog.Logger
 
 	randMu sync.Mutex // guards cfg.Rand, which is not safe for concurrent use
+
+	encoders sync.Pool // of *encoder, one per concurrent Write
 }
 
 // New returns a Sink for cfg. Points InfluxDB refuses as invalid go to
@@ -141,12 +143,13 @@ func New(cfg Config, deadLetters hub.DeadLetterStore, reg prometheus.Registerer,
 		SetHTTPRequestTimeout(backstop)
 	client := influxdb2.NewClientWithOptions(cfg.URL, cfg.Token, opts)
 	return &Sink{
-		cfg:    cfg,
-		client: client,
-		write:  client.WriteAPIBlocking(cfg.Org, cfg.Bucket),
-		dead:   deadLetters,
-		m:      m,
-		log:    log.With("component", "influx", "bucket", cfg.Bucket),
+		cfg:      cfg,
+		client:   client,
+		write:    client.WriteAPIBlocking(cfg.Org, cfg.Bucket),
+		dead:     deadLetters,
+		m:        m,
+		log:      log.With("component", "influx", "bucket", cfg.Bucket),
+		encoders: sync.Pool{New: func() any { return new(encoder) }},
 	}, nil
 }
 

@@ -172,6 +172,7 @@ func TestSink(t *testing.T) {
 	t.Run("MaxPointsPerWrite", func(t *testing.T) { testMaxPointsPerWrite(t, srv) })
 	t.Run("Ping", func(t *testing.T) { testPing(t, srv) })
 	t.Run("DeadLetterStoreFailure", func(t *testing.T) { testDeadLetterStoreFailure(t, srv) })
+	t.Run("RoundTrip", func(t *testing.T) { testRoundTrip(t, srv) })
 }
 
 func testWriteAndReadBack(t *testing.T, srv *influxtest.Server) {

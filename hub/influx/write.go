@@ -7,53 +7,71 @@ import (
 	"time"
 
 	ihttp "github.com/influxdata/influxdb-client-go/v2/api/http"
-	"github.com/influxdata/influxdb-client-go/v2/api/write"
 
 	"github.com/fleetwire/fleetwire/hub"
 )
 
 // Write stores the batches' points. It returns nil once InfluxDB accepted
 // every point, except points it refused as invalid (400/422 down to a single
-// point), which are dead-lettered instead. Transient failures are retried
-// with backoff until ctx ends; then Write returns ctx's error and the caller
+// point), which are dead-lettered instead, as are points line protocol
+// cannot carry unchanged (never sent). Transient failures are retried with
+// backoff until ctx ends; then Write returns ctx's error and the caller
 // must not ack (the points may be partly stored, which is harmless: writes
 // are idempotent).
+//
+// The points are rendered once into a pooled buffer; each request body
+// (at most MaxPointsPerWrite lines) and each bisected half is a slice of it.
 func (s *Sink) Write(ctx context.Context, batches []*hub.IngestBatch) error {
-	var points []*write.Point
-	var devices []string // devices[i] sent points[i]
+	e := s.encoders.Get().(*encoder)
+	defer s.putEncoder(e)
+	e.reset()
 	for _, b := range batches {
-		p := Points(b)
-		points = append(points, p...)
-		for range p {
-			devices = append(devices, b.DeviceID)
-		}
+		e.appendBatch(b)
 	}
-	w := writeRun{s: s}
-	for start := 0; start < len(points); start += s.cfg.MaxPointsPerWrite {
-		end := min(start+s.cfg.MaxPointsPerWrite, len(points))
-		if err := w.write(ctx, points[start:end], devices[start:end]); err != nil {
+	w := writeRun{s: s, e: e}
+	for _, r := range e.refused {
+		w.dead = append(w.dead, hub.DeadLetter{DeviceID: r.device, Line: r.line, Error: r.err, At: time.Now().UTC()})
+	}
+	n := len(e.ends)
+	for start := 0; start < n; start += s.cfg.MaxPointsPerWrite {
+		end := min(start+s.cfg.MaxPointsPerWrite, n)
+		if err := w.write(ctx, start, end); err != nil {
 			return err
 		}
 	}
 	return w.storeDeadLetters(ctx)
 }
 
+// maxPooledBuffer caps the buffer an encoder keeps between writes: an
+// unusual write of long strings should not pin its memory for good.
+const maxPooledBuffer = 8 << 20
+
+func (s *Sink) putEncoder(e *encoder) {
+	if cap(e.buf) > maxPooledBuffer {
+		return
+	}
+	e.reset()
+	s.encoders.Put(e)
+}
+
 // writeRun is the state of one Write call.
 type writeRun struct {
 	s    *Sink
+	e    *encoder // the rendered points
 	dead []hub.DeadLetter
 }
 
-// write stores points, retrying transient failures and bisecting rejected
-// requests. It returns an error only when ctx ends.
-func (w *writeRun) write(ctx context.Context, points []*write.Point, devices []string) error {
+// write stores lines [from, to) of the run's encoder, retrying transient
+// failures and bisecting rejected requests. It returns an error only when
+// ctx ends.
+func (w *writeRun) write(ctx context.Context, from, to int) error {
 	s := w.s
 	for attempt := 0; ; attempt++ {
-		err := s.post(ctx, points)
+		err := s.post(ctx, w.e.span(from, to))
 		if err == nil {
-			s.m.pointsWritten.Add(float64(len(points)))
+			s.m.pointsWritten.Add(float64(to - from))
 			if attempt > 0 {
-				s.log.Info("influxdb write succeeded after retries", "attempts", attempt+1, "points", len(points))
+				s.log.Info("influxdb write succeeded after retries", "attempts", attempt+1, "points", to-from)
 			}
 			return nil
 		}
@@ -63,10 +81,10 @@ func (w *writeRun) write(ctx context.Context, points []*write.Point, devices []s
 		kind, herr := classify(err)
 		if kind == rejected {
 			s.m.writeErrors.WithLabelValues(kindRejected).Inc()
-			return w.bisect(ctx, points, devices, err)
+			return w.bisect(ctx, from, to, err)
 		}
 		s.m.writeErrors.WithLabelValues(kindTransient).Inc()
-		s.logTransient(herr, err, attempt, len(points))
+		s.logTransient(herr, err, attempt, to-from)
 		if err := s.sleep(ctx, s.backoff(attempt, herr)); err != nil {
 			return fmt.Errorf("influx write: %w", err)
 		}
@@ -78,21 +96,21 @@ func (w *writeRun) write(ctx context.Context, points []*write.Point, devices []s
 // one bad point (1.8 stores the good ones and answers 400 "partial write"),
 // so halves are rewritten — harmless, as writes are idempotent — until the
 // bad points stand alone; those become dead letters.
-func (w *writeRun) bisect(ctx context.Context, points []*write.Point, devices []string, err error) error {
-	if len(points) == 1 {
+func (w *writeRun) bisect(ctx context.Context, from, to int, err error) error {
+	if to-from == 1 {
 		w.dead = append(w.dead, hub.DeadLetter{
-			DeviceID: devices[0],
-			Line:     write.PointToLineProtocol(points[0], precision),
+			DeviceID: w.e.devices[from],
+			Line:     string(w.e.line(from)),
 			Error:    err.Error(),
 			At:       time.Now().UTC(),
 		})
 		return nil
 	}
-	mid := len(points) / 2
-	if err := w.write(ctx, points[:mid], devices[:mid]); err != nil {
+	mid := from + (to-from)/2
+	if err := w.write(ctx, from, mid); err != nil {
 		return err
 	}
-	return w.write(ctx, points[mid:], devices[mid:])
+	return w.write(ctx, mid, to)
 }
 
 // storeDeadLetters saves the run's dead letters. A failing store is retried
@@ -121,12 +139,13 @@ func (w *writeRun) storeDeadLetters(ctx context.Context) error {
 	}
 }
 
-// post makes one write request, bounded by the configured timeout.
-func (s *Sink) post(ctx context.Context, points []*write.Point) error {
+// post makes one write request of rendered lines, bounded by the
+// configured timeout.
+func (s *Sink) post(ctx context.Context, body []byte) error {
 	ctx, cancel := context.WithTimeout(ctx, s.cfg.Timeout)
 	defer cancel()
 	start := time.Now()
-	err := s.write.WritePoint(ctx, points...)
+	err := s.write.WriteRecord(ctx, string(body))
 	s.m.writeDuration.Observe(time.Since(start).Seconds())
 	return err
 }
