@@ -28,7 +28,10 @@ import (
 // version is stamped by the build (-ldflags "-X main.version=...").
 var version = "dev"
 
-func main() { cli.Main("fleetagent", NewMain(os.Stdout, os.Stderr)) }
+func main() {
+	tuneRuntime(os.Getenv)
+	cli.Main("fleetagent", NewMain(os.Stdout, os.Stderr))
+}
 
 // Main is the agent program, runnable in-process by tests.
 type Main struct {

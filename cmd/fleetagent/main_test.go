@@ -5,6 +5,8 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
+	"runtime"
+	"runtime/debug"
 	"strings"
 	"testing"
 
@@ -79,5 +81,26 @@ func TestDeployExampleLoads(t *testing.T) {
 	}
 	if !m.Config.Commands.Enabled || m.Config.Interval.String() != "10s" {
 		t.Fatalf("unexpected example values: %+v", m.Config)
+	}
+}
+
+func TestTuneRuntime(t *testing.T) {
+	defer runtime.GOMAXPROCS(runtime.GOMAXPROCS(0))
+	defer debug.SetGCPercent(debug.SetGCPercent(100))
+	runtime.GOMAXPROCS(2)
+	tuneRuntime(func(string) string { return "" })
+	if n := runtime.GOMAXPROCS(0); n != 1 {
+		t.Errorf("without GOMAXPROCS in the environment: GOMAXPROCS %d, want 1", n)
+	}
+	if p := debug.SetGCPercent(100); p != defaultGCPercent {
+		t.Errorf("without GOGC in the environment: GC percent %d, want %d", p, defaultGCPercent)
+	}
+	runtime.GOMAXPROCS(2)
+	tuneRuntime(func(k string) string { return map[string]string{"GOMAXPROCS": "2", "GOGC": "100"}[k] })
+	if n := runtime.GOMAXPROCS(0); n != 2 {
+		t.Errorf("with GOMAXPROCS=2 in the environment: GOMAXPROCS %d, want it left at 2", n)
+	}
+	if p := debug.SetGCPercent(100); p != 100 {
+		t.Errorf("with GOGC=100 in the environment: GC percent %d, want it left at 100", p)
 	}
 }
