@@ -1,6 +1,7 @@
 package protocol
 
 import (
+	"bytes"
 	"encoding/binary"
 	"math"
 	"unicode/utf8"
@@ -60,6 +61,18 @@ const (
 type fastReader struct {
 	buf []byte
 	i   int
+	// shared holds the point tag maps decoded so far, by their encoding:
+	// points of a batch mostly repeat a few tag sets, and equal encodings
+	// share one map (decoded maps are read-only, see Point).
+	shared []sharedTags
+}
+
+// maxSharedTags bounds the tag sets looked up per batch.
+const maxSharedTags = 8
+
+type sharedTags struct {
+	raw  []byte
+	tags map[string]string
 }
 
 // next reads an item head: its major type, additional info and argument.
@@ -158,6 +171,42 @@ func (r *fastReader) tags() (map[string]string, bool) {
 	return m, true
 }
 
+// pointTags reads a point's tag map, reusing the map of an earlier point
+// with the same encoding (the bytes were checked when it was decoded).
+func (r *fastReader) pointTags() (map[string]string, bool) {
+	start := r.i
+	if r.skipTags() {
+		raw := r.buf[start:r.i]
+		for _, s := range r.shared {
+			if bytes.Equal(s.raw, raw) {
+				return s.tags, true
+			}
+		}
+	}
+	r.i = start
+	m, ok := r.tags()
+	if ok && len(r.shared) < maxSharedTags {
+		r.shared = append(r.shared, sharedTags{r.buf[start:r.i], m})
+	}
+	return m, ok
+}
+
+// skipTags moves past a map of text pairs without checking its content.
+func (r *fastReader) skipTags() bool {
+	n, ok := r.head(majorMap)
+	if !ok || n > maxMapPairs {
+		return false
+	}
+	for range 2 * n {
+		l, ok := r.head(majorText)
+		if !ok || l > uint64(len(r.buf)-r.i) {
+			return false
+		}
+		r.i += int(l)
+	}
+	return true
+}
+
 func (r *fastReader) points() ([]Point, bool) {
 	n, ok := r.head(majorArr)
 	// Every point takes at least one byte: a count beyond the remaining
@@ -194,7 +243,7 @@ func (r *fastReader) point(p *Point) bool {
 		case 3:
 			p.Value, ok = r.value()
 		case 4:
-			p.Tags, ok = r.tags()
+			p.Tags, ok = r.pointTags()
 		}
 		if !ok {
 			return false

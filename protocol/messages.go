@@ -84,6 +84,8 @@ type Batch struct {
 }
 
 // Point is one measurement. Its time is Batch.BaseTime + DT milliseconds.
+// Decode may give points of one batch with equal tags the same Tags map:
+// treat decoded tag maps as read-only.
 // Value is one of float64, int64, bool or string; an agent may also set a
 // uint64 up to math.MaxInt64 (it decodes as int64). Anything else is
 // rejected by Validate. Decode yields float64 for every CBOR float width and

@@ -4,9 +4,11 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"reflect"
 	"slices"
 	"strconv"
 	"strings"
+	"unsafe"
 
 	"github.com/fleetwire/fleetwire/hub"
 	"github.com/fleetwire/fleetwire/protocol"
@@ -87,6 +89,19 @@ type encoder struct {
 	baseErr error  // why base cannot be rendered, if it cannot
 	point   []tag  // scratch: one point's own tags, sorted
 	merged  []tag  // scratch: base merged with point
+
+	// segs caches the rendered tag sets of this batch's point tag maps, by
+	// map identity: Decode shares one map between points with equal tags.
+	segs []tagSeg
+}
+
+// maxTagSegs bounds the tag sets cached per batch.
+const maxTagSegs = 8
+
+type tagSeg struct {
+	tags unsafe.Pointer // the map
+	seg  []byte
+	err  error
 }
 
 func (e *encoder) reset() {
@@ -129,6 +144,10 @@ func (e *encoder) appendBatch(b *hub.IngestBatch) {
 	e.base = append(e.base, tag{DeviceTag, b.DeviceID, srcDevice})
 	e.base = sortTags(e.base)
 	e.baseSeg, e.baseErr = appendTags(e.baseSeg[:0], e.base)
+	for i := range e.segs {
+		e.segs[i].tags = nil // the maps may be collected and their addresses reused
+	}
+	e.segs = e.segs[:0]
 	for i := range batch.Points {
 		start := len(e.buf)
 		err := e.appendPoint(&batch.Points[i], batch.BaseTime)
@@ -155,14 +174,11 @@ func (e *encoder) appendPoint(p *protocol.Point, baseTime int64) error {
 	if e.buf, err = appendKey(e.buf, measurement, false); err != nil {
 		return fmt.Errorf("measurement: %w", err)
 	}
-	if len(p.Tags) == 0 {
-		if e.baseErr != nil {
-			return e.baseErr
-		}
-		e.buf = append(e.buf, e.baseSeg...)
-	} else if e.buf, err = appendTags(e.buf, e.pointTags(p.Tags)); err != nil {
+	seg, err := e.tagSegment(p.Tags)
+	if err != nil {
 		return err
 	}
+	e.buf = append(e.buf, seg...)
 	e.buf = append(e.buf, ' ')
 	if e.buf, err = appendKey(e.buf, field, true); err != nil {
 		return fmt.Errorf("field key: %w", err)
@@ -175,6 +191,30 @@ func (e *encoder) appendPoint(p *protocol.Point, baseTime int64) error {
 	e.buf = strconv.AppendInt(e.buf, baseTime+p.DT, 10)
 	e.buf = append(e.buf, '\n')
 	return nil
+}
+
+// tagSegment returns the rendered tag set of a point with the given own
+// tags.
+func (e *encoder) tagSegment(own map[string]string) ([]byte, error) {
+	if len(own) == 0 {
+		return e.baseSeg, e.baseErr
+	}
+	id := reflect.ValueOf(own).UnsafePointer()
+	for i := range e.segs {
+		if e.segs[i].tags == id {
+			return e.segs[i].seg, e.segs[i].err
+		}
+	}
+	var s tagSeg
+	if len(e.segs) < cap(e.segs) {
+		s.seg = e.segs[:len(e.segs)+1][len(e.segs)].seg[:0] // reuse its buffer
+	}
+	s.tags = id
+	s.seg, s.err = appendTags(s.seg, e.pointTags(own))
+	if len(e.segs) < maxTagSegs {
+		e.segs = append(e.segs, s)
+	}
+	return s.seg, s.err
 }
 
 // pointTags merges a point's own tags into the batch's sorted base set:

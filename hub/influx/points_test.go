@@ -250,6 +250,16 @@ func TestLineProtocolMatchesClient(t *testing.T) {
 	batches := []*hub.IngestBatch{sampleBatch("dev-1"), {DeviceID: "pi-0001", Labels: map[string]string{"site": "plant 2,hall=B"},
 		Batch: protocol.SampleBatch(3, 100)}}
 	batches = append(batches, benchBatches(baseTime)...)
+	// Decoded points with equal tags share one map (rendered once).
+	data, err := protocol.Encode(protocol.SampleBatch(5, 200))
+	if err != nil {
+		t.Fatal(err)
+	}
+	msg, err := protocol.Decode(data, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	batches = append(batches, &hub.IngestBatch{DeviceID: "decoded", Batch: msg.(*protocol.Batch)})
 	for _, b := range batches {
 		got, err := influx.AppendLineProtocol(nil, b)
 		if err != nil {
