@@ -30,7 +30,7 @@ func (s *session) handleBatch(b *protocol.Batch) error {
 		// Acking an invalid batch (after recording it) keeps it from being
 		// resent forever from the agent's spool.
 		s.bad("invalid")
-		s.deadLetter(b, err)
+		shallow(func() { s.deadLetter(b, err) })
 		s.stored(b.Seq, nil)
 		return nil
 	}
@@ -86,18 +86,18 @@ func (s *session) stored(seq uint64, err error) {
 	if advanced {
 		s.acked = s.window[n-1].seq
 		s.window = append(s.window[:0], s.window[n:]...)
+		if len(s.window) == 0 {
+			s.window = nil // an idle device keeps no window array
+		}
 	}
 	s.mu.Unlock()
 	if advanced {
-		select {
-		case s.ackWake <- struct{}{}:
-		default: // a wake-up is already pending; writeAck reads the newest seq
-		}
+		s.ackAdvanced() // a pending ack is sent once, with the newest seq
 	}
 }
 
 func (s *session) deadLetter(b *protocol.Batch, verr error) {
-	s.log.Warn("invalid batch dropped", "seq", b.Seq, "points", len(b.Points), "err", verr)
+	s.log().Warn("invalid batch dropped", "seq", b.Seq, "points", len(b.Points), "err", verr)
 	if s.h.cfg.DeadLetters == nil {
 		return
 	}
@@ -110,6 +110,6 @@ func (s *session) deadLetter(b *protocol.Batch, verr error) {
 		At:       time.Now(),
 	}}
 	if err := s.h.cfg.DeadLetters.AddDeadLetters(ctx, dl); err != nil {
-		s.log.Error("record invalid batch", "err", err)
+		s.log().Error("record invalid batch", "err", err)
 	}
 }

@@ -84,6 +84,9 @@ type Commands interface {
 	HandleResult(ctx context.Context, deviceID string, r *protocol.CommandResult) error
 }
 
+// readBufferSize is gorilla's per-connection read buffer.
+const readBufferSize = 256
+
 // Handler serves the device endpoint (GET /v1/device).
 type Handler struct {
 	cfg      Config
@@ -103,8 +106,12 @@ func New(cfg Config) *Handler {
 	h := &Handler{cfg: cfg, dropped: make(map[string]uint64), live: make(map[*session]struct{})}
 	h.upgrader = websocket.Upgrader{
 		HandshakeTimeout: cfg.HandshakeTimeout,
-		ReadBufferSize:   1024,
-		WriteBufferSize:  1024,
+		// Every connection keeps its read buffer for life, idle or not. Large
+		// payloads bypass it (bufio reads straight into the caller's slice),
+		// so it only has to hold frame headers and control frames (RFC 6455
+		// §5.5: 125 bytes of payload).
+		ReadBufferSize:  readBufferSize,
+		WriteBufferSize: 1024,
 		// A shared pool keeps idle connections from each pinning a write buffer.
 		WriteBufferPool: &sync.Pool{},
 		Subprotocols:    []string{protocol.Subprotocol},
@@ -152,13 +159,25 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, "hub shutting down", http.StatusServiceUnavailable)
 		return
 	}
-	defer h.gate.Leave()
 	conn, err := h.upgrader.Upgrade(w, r, nil)
 	if err != nil {
+		h.gate.Leave()
 		return // the upgrader has answered the request
 	}
-	defer conn.Close()
 	conn.EnableWriteCompression(false) // acks and commands are tiny: not worth deflating
+	// The session gets a goroutine of its own and this one returns: net/http
+	// would otherwise keep, for the whole life of the connection, its 4 KiB
+	// read and write buffers, the request and this goroutine's stack (grown
+	// by the TLS handshake and the SQLite lookup), about 20 KiB per idle
+	// device.
+	go h.serve(conn, dev)
+}
+
+// serve runs one upgraded connection to its end. The caller has entered
+// the gate.
+func (h *Handler) serve(conn *websocket.Conn, dev hub.Device) {
+	defer h.gate.Leave()
+	defer conn.Close()
 	s := newSession(h, conn, dev)
 	if !h.track(s) {
 		s.Close(protocol.CloseGoingAway, "hub shutting down")

@@ -23,20 +23,35 @@ type inflight struct {
 	failed bool
 }
 
-// session is one device connection. The reader goroutine (run) owns reads;
-// writeLoop owns every data write; Close may be called from anywhere.
+// maxQueued bounds the encoded messages waiting for the writer; a producer
+// beyond it waits (SendCommand) until the writer has taken the queue.
+const maxQueued = 64
+
+// session is one device connection. The reader goroutine (run) owns reads.
+// Writes have no goroutine of their own while the link is idle: a producer
+// queues under wmu and, if no writer is running, starts one that drains
+// the queue and ends (gorilla allows one writer at a time; pings and close
+// frames go through WriteControl, which may run beside it). Pings and
+// last-seen updates are runtime timers, not goroutines. An idle session
+// thus costs one parked goroutine. Close may be called from anywhere.
 type session struct {
 	h    *Handler
 	conn *websocket.Conn
 	dev  hub.Device
-	log  *slog.Logger
 
 	ctx    context.Context
 	cancel context.CancelFunc
 	once   sync.Once
 
-	out     chan []byte   // encoded messages for writeLoop
-	ackWake chan struct{} // capacity 1: the acked seq advanced
+	wmu     sync.Mutex    // guards the write state below
+	queue   [][]byte      // encoded messages for the writer; nil when idle
+	ackDue  bool          // the acked seq advanced since the writer last sent it
+	writing bool          // a writer goroutine is running (or writes are held)
+	ended   bool          // run is over: start no more background work
+	space   chan struct{} // made by a producer waiting for room, closed by the writer
+	bg      sync.WaitGroup
+	pingT   *time.Timer
+	touchT  *time.Timer
 
 	mu       sync.Mutex // guards the fields below; taken by ingest workers
 	window   []inflight // received, unacked, in receive order
@@ -47,12 +62,16 @@ type session struct {
 
 func newSession(h *Handler, conn *websocket.Conn, dev hub.Device) *session {
 	ctx, cancel := context.WithCancel(context.Background())
-	return &session{
-		h: h, conn: conn, dev: dev, ctx: ctx, cancel: cancel,
-		log:     h.cfg.Logger.With("device", dev.ID, "remote", conn.RemoteAddr().String()),
-		out:     make(chan []byte, 64),
-		ackWake: make(chan struct{}, 1),
-	}
+	// writing starts true: nothing is written before run releases the
+	// welcome (see run).
+	return &session{h: h, conn: conn, dev: dev, ctx: ctx, cancel: cancel, writing: true}
+}
+
+// log returns the session's logger. It is built per call, not kept: it
+// is used a few times per session, and a kept one costs every idle
+// connection its preformatted attributes.
+func (s *session) log() *slog.Logger {
+	return s.h.cfg.Logger.With("device", s.dev.ID, "remote", s.conn.RemoteAddr().String())
 }
 
 // run is the session's whole life: hello under a deadline, register,
@@ -62,32 +81,75 @@ func (s *session) run() {
 	defer s.cancel()
 	hello, err := s.readHello()
 	if err != nil {
-		s.log.Info("session refused", "err", err)
+		s.log().Info("session refused", "err", err)
 		return
 	}
 	s.agentVer = hello.AgentVersion
 	// The welcome is queued before the session is registered, so nothing
-	// (a command pushed the moment the device is online) can overtake it.
+	// (a command pushed the moment the device is online) can overtake it;
+	// writes stay held until last-seen is stored.
 	if err := s.send(s.welcome()); err != nil {
 		return
 	}
 	cfg.Registry.Register(s.dev.ID, s)
 	defer cfg.Registry.Unregister(s.dev.ID, s)
 	cfg.Metrics.Connects.Inc()
-	s.touch()
+	shallow(s.touch)
 	defer s.touch()
 
-	var wg sync.WaitGroup
-	wg.Add(1)
-	go func() { defer wg.Done(); s.writeLoop() }()
-	defer wg.Wait()
+	defer s.stopBackground()
 	defer s.Close(protocol.CloseNormal, "") // no-op if already closed with a reason
+	s.startBackground()
 
-	s.log.Info("device connected", "agent_version", hello.AgentVersion, "boot_id", hello.BootID)
+	s.log().Info("device connected", "agent_version", hello.AgentVersion, "boot_id", hello.BootID)
 	if cfg.Commands != nil {
 		cfg.Commands.DeviceConnected(s.dev.ID)
 	}
 	s.readLoop()
+}
+
+// shallow runs f on a short-lived goroutine and waits for it. The reader
+// goroutine lives as long as the connection; a deep call (SQLite) made on
+// it would leave its stack grown for that long.
+func shallow(f func()) {
+	done := make(chan struct{})
+	go func() { defer close(done); f() }()
+	<-done
+}
+
+// startBackground releases the held writes (the welcome first) and arms
+// the ping and last-seen timers.
+func (s *session) startBackground() {
+	cfg := &s.h.cfg
+	s.wmu.Lock()
+	s.pingT = time.AfterFunc(cfg.PingInterval, s.pingTick)
+	s.touchT = time.AfterFunc(cfg.TouchInterval, s.touchTick)
+	s.writing = false
+	s.startWriterLocked()
+	s.wmu.Unlock()
+}
+
+// stopBackground stops the timers and waits for a running writer or timer
+// callback: when run returns, nothing of the session runs any more.
+func (s *session) stopBackground() {
+	s.wmu.Lock()
+	s.ended = true
+	if s.pingT != nil {
+		s.pingT.Stop()
+		s.touchT.Stop()
+	}
+	s.wmu.Unlock()
+	s.bg.Wait()
+}
+
+// enterBackground registers a background goroutine (writer, timer
+// callback) unless the session has ended. Call with wmu held.
+func (s *session) enterBackgroundLocked() bool {
+	if s.ended {
+		return false
+	}
+	s.bg.Add(1)
+	return true
 }
 
 func (s *session) readHello() (*protocol.Hello, error) {
@@ -191,12 +253,12 @@ func (s *session) readLoop() {
 		case *protocol.Batch:
 			s.h.cfg.Metrics.Messages.WithLabelValues("batch").Inc()
 			if err := s.handleBatch(m); err != nil {
-				s.log.Info("session closed", "err", err)
+				s.log().Info("session closed", "err", err)
 				return
 			}
 		case *protocol.CommandResult:
 			s.h.cfg.Metrics.Messages.WithLabelValues("command_result").Inc()
-			s.handleResult(m)
+			shallow(func() { s.handleResult(m) }) // SQLite: keep the reader's stack small
 		default:
 			s.bad("unexpected_type")
 			s.Close(protocol.CloseProtocolError, fmt.Sprintf("unexpected message %T", msg))
@@ -209,7 +271,7 @@ func (s *session) readEnded(err error) {
 	var ce *websocket.CloseError
 	switch {
 	case errors.As(err, &ce):
-		s.log.Info("device closed session", "code", ce.Code, "text", ce.Text)
+		s.log().Info("device closed session", "code", ce.Code, "text", ce.Text)
 	case s.ctx.Err() != nil:
 		// closed by us; Close logged the reason
 	default:
@@ -218,7 +280,7 @@ func (s *session) readEnded(err error) {
 			s.Close(protocol.CloseIdle, "no traffic")
 			return
 		}
-		s.log.Info("session read ended", "err", err)
+		s.log().Info("session read ended", "err", err)
 	}
 }
 
@@ -229,7 +291,7 @@ func (s *session) Close(code protocol.CloseCode, reason string) {
 	s.once.Do(func() {
 		s.h.cfg.Metrics.Closes.WithLabelValues(code.String()).Inc()
 		if code != protocol.CloseNormal {
-			s.log.Info("closing session", "code", uint16(code), "reason", reason)
+			s.log().Info("closing session", "code", uint16(code), "reason", reason)
 		}
 		// gorilla allows WriteControl concurrently with the writer goroutine.
 		msg := websocket.FormatCloseMessage(int(code), closeReason(reason))
@@ -260,68 +322,179 @@ func (s *session) handleResult(r *protocol.CommandResult) {
 	defer cancel()
 	if err := s.h.cfg.Commands.HandleResult(ctx, s.dev.ID, r); err != nil {
 		s.bad("command_result")
-		s.log.Warn("command result refused", "id", r.ID, "state", r.State, "err", err)
+		s.log().Warn("command result refused", "id", r.ID, "state", r.State, "err", err)
 	}
 }
 
-// SendCommand queues a command for the device (hub.CommandSender).
+// SendCommand queues a command for the device (hub.CommandSender). It
+// waits while maxQueued messages are queued, until ctx ends.
 func (s *session) SendCommand(ctx context.Context, cmd *protocol.Command) error {
 	data, err := protocol.Encode(cmd)
 	if err != nil {
 		return err
 	}
-	select {
-	case s.out <- data:
-		return nil
-	case <-s.ctx.Done():
-		return errors.New("session closed")
-	case <-ctx.Done():
-		return ctx.Err()
+	for {
+		space, err := s.enqueue(data)
+		if err != nil {
+			return errors.New("session closed")
+		}
+		if space == nil {
+			return nil
+		}
+		select {
+		case <-space:
+		case <-s.ctx.Done():
+			return errors.New("session closed")
+		case <-ctx.Done():
+			return ctx.Err()
+		}
 	}
 }
 
-// send queues an encoded message for writeLoop.
+// send queues an encoded message for the writer, waiting for room as
+// SendCommand does.
 func (s *session) send(msg any) error {
 	data, err := protocol.Encode(msg)
 	if err != nil {
 		return err
 	}
-	select {
-	case s.out <- data:
-		return nil
-	case <-s.ctx.Done():
-		return s.ctx.Err()
+	for {
+		space, err := s.enqueue(data)
+		if err != nil || space == nil {
+			return err
+		}
+		select {
+		case <-space:
+		case <-s.ctx.Done():
+			return s.ctx.Err()
+		}
 	}
 }
 
-// writeLoop owns data writes: queued messages, acks, pings and periodic
-// last-seen updates.
-func (s *session) writeLoop() {
-	ping := time.NewTicker(s.h.cfg.PingInterval)
-	defer ping.Stop()
-	touch := time.NewTicker(s.h.cfg.TouchInterval)
-	defer touch.Stop()
-	for {
-		var err error
-		select {
-		case <-s.ctx.Done():
-			return
-		case data := <-s.out:
-			err = s.write(websocket.BinaryMessage, data)
-		case <-s.ackWake:
-			err = s.writeAck()
-		case <-ping.C:
-			err = s.write(websocket.PingMessage, nil)
-		case <-touch.C:
-			s.touch()
+// enqueue queues data and makes sure a writer runs. When the queue is
+// full it queues nothing and returns a channel closed once there is room.
+func (s *session) enqueue(data []byte) (space <-chan struct{}, err error) {
+	s.wmu.Lock()
+	defer s.wmu.Unlock()
+	if err := s.ctx.Err(); err != nil {
+		return nil, err
+	}
+	if len(s.queue) >= maxQueued {
+		if s.space == nil {
+			s.space = make(chan struct{})
 		}
-		if err != nil {
-			// The connection is broken: no close frame can reach the device.
-			s.log.Info("write failed", "err", err)
-			s.abort()
+		return s.space, nil
+	}
+	s.queue = append(s.queue, data)
+	s.startWriterLocked()
+	return nil, nil
+}
+
+// ackAdvanced asks the writer to send the newest acked seq. Ingest
+// workers call it: it never blocks on the connection.
+func (s *session) ackAdvanced() {
+	s.wmu.Lock()
+	s.ackDue = true
+	s.startWriterLocked()
+	s.wmu.Unlock()
+}
+
+// startWriterLocked starts a writer unless one is running (or writes are
+// held before the welcome) or the session is over. Call with wmu held.
+func (s *session) startWriterLocked() {
+	if s.writing || s.ctx.Err() != nil || !s.enterBackgroundLocked() {
+		return
+	}
+	s.writing = true
+	go s.writeQueued()
+}
+
+// writeQueued is the writer: it sends what is queued, then the newest
+// ack, until nothing is left, and ends.
+func (s *session) writeQueued() {
+	defer s.bg.Done()
+	for {
+		s.wmu.Lock()
+		queue, ack := s.queue, s.ackDue
+		s.queue, s.ackDue = nil, false
+		if s.space != nil {
+			close(s.space) // the queue is empty again
+			s.space = nil
+		}
+		if len(queue) == 0 && !ack {
+			s.writing = false
+			s.wmu.Unlock()
 			return
+		}
+		s.wmu.Unlock()
+		if err := s.writeAll(queue, ack); err != nil {
+			s.writeFailed(err)
+			return // writing stays true: no writer starts after a failure
 		}
 	}
+}
+
+func (s *session) writeAll(queue [][]byte, ack bool) error {
+	for _, data := range queue {
+		if err := s.write(websocket.BinaryMessage, data); err != nil {
+			return err
+		}
+	}
+	if ack {
+		return s.writeAck()
+	}
+	return nil
+}
+
+// writeFailed ends a session whose connection broke: no close frame can
+// reach the device.
+func (s *session) writeFailed(err error) {
+	if s.ctx.Err() == nil {
+		s.log().Info("write failed", "err", err)
+	}
+	s.abort()
+}
+
+// pingTick runs on the runtime's timer: one ping (RFC 6455 §5.5.2), then
+// the next tick. WriteControl may run beside the writer.
+func (s *session) pingTick() {
+	if !s.enterBackground() {
+		return
+	}
+	defer s.bg.Done()
+	err := s.conn.WriteControl(websocket.PingMessage, nil, time.Now().Add(s.h.cfg.WriteTimeout))
+	if err != nil {
+		s.writeFailed(err)
+		return
+	}
+	s.rearm(s.pingT, s.h.cfg.PingInterval)
+}
+
+// touchTick persists last-seen while the device stays online.
+func (s *session) touchTick() {
+	if !s.enterBackground() {
+		return
+	}
+	defer s.bg.Done()
+	s.touch()
+	s.rearm(s.touchT, s.h.cfg.TouchInterval)
+}
+
+// rearm schedules t's next tick unless the session has ended meanwhile
+// (stopBackground stopped the timers before this tick re-armed it).
+func (s *session) rearm(t *time.Timer, d time.Duration) {
+	s.wmu.Lock()
+	if !s.ended {
+		t.Reset(d)
+	}
+	s.wmu.Unlock()
+}
+
+// enterBackground is enterBackgroundLocked for timer callbacks.
+func (s *session) enterBackground() bool {
+	s.wmu.Lock()
+	defer s.wmu.Unlock()
+	return s.ctx.Err() == nil && s.enterBackgroundLocked()
 }
 
 func (s *session) write(mt int, data []byte) error {
@@ -348,7 +521,7 @@ func (s *session) touch() {
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
 	if err := s.h.cfg.Store.TouchDevice(ctx, s.dev.ID, time.Now(), s.agentVer); err != nil {
-		s.log.Warn("update last seen", "err", err)
+		s.log().Warn("update last seen", "err", err)
 	}
 }
 
