@@ -115,13 +115,16 @@ func (s *Subscriber) SubscribeFleet() error {
 	if s.ctx.Err() != nil {
 		return context.Cause(s.ctx)
 	}
+	// The whole snapshot goes in under one lock, so the flusher (which may
+	// run at any moment) sends it in one message, never a part of it.
 	s.mu.Lock()
 	s.fleet = true
+	for id, d := range b.devices {
+		s.mergeFleet(d.summary(id))
+	}
 	s.mu.Unlock()
 	b.fleetSubs[s] = struct{}{}
-	for id, d := range b.devices {
-		s.addFleet(d.summary(id))
-	}
+	s.signal()
 	return nil
 }
 
@@ -193,19 +196,24 @@ func (s *Subscriber) signal() {
 func (s *Subscriber) addFleet(e fleetEntry) {
 	s.mu.Lock()
 	if s.fleet {
-		if p := s.pFleet[e.id]; p != nil {
-			p.online, p.lastSeen = e.online, max(p.lastSeen, e.lastSeen)
-			maps.Copy(p.metrics, e.metrics)
-		} else {
-			e.metrics = maps.Clone(e.metrics)
-			if e.metrics == nil {
-				e.metrics = make(map[string]float64)
-			}
-			s.pFleet[e.id] = &e
-		}
+		s.mergeFleet(e)
 	}
 	s.mu.Unlock()
 	s.signal()
+}
+
+// mergeFleet merges e into pFleet. Caller holds s.mu.
+func (s *Subscriber) mergeFleet(e fleetEntry) {
+	if p := s.pFleet[e.id]; p != nil {
+		p.online, p.lastSeen = e.online, max(p.lastSeen, e.lastSeen)
+		maps.Copy(p.metrics, e.metrics)
+		return
+	}
+	e.metrics = maps.Clone(e.metrics)
+	if e.metrics == nil {
+		e.metrics = make(map[string]float64)
+	}
+	s.pFleet[e.id] = &e
 }
 
 // addPoints buffers pts up to MaxPendingPoints and returns how many it
