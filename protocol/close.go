@@ -73,7 +73,7 @@ func (c CloseCode) Retry() RetryPolicy {
 	switch c {
 	case CloseTooBig, CloseInvalidData, CloseIdle:
 		return RetryNow
-	case ClosePolicy:
+	case ClosePolicy, CloseGoingAway:
 		return RetryAfterHint
 	case CloseUnsupportedVersion, CloseReplaced, CloseRevoked:
 		return RetryNever

@@ -14,7 +14,7 @@ func TestCloseCodes(t *testing.T) {
 		retry RetryPolicy
 	}{
 		{CloseNormal, 1000, "normal", RetryBackoff},
-		{CloseGoingAway, 1001, "going_away", RetryBackoff},
+		{CloseGoingAway, 1001, "going_away", RetryAfterHint},
 		{CloseProtocolError, 4000, "protocol_error", RetryBackoff},
 		{CloseUnsupportedVersion, 4001, "unsupported_version", RetryNever},
 		{CloseTooBig, 4002, "too_big", RetryNow},

@@ -10,6 +10,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"math/rand/v2"
 	"net"
 	"net/http"
 	"net/url"
@@ -233,7 +234,7 @@ func (l *Link) waitAfter(err error, net, auth *Backoff) time.Duration {
 		// The hub said when: come back then (its hint is already spread
 		// over its backlog); the exponential backoff starts over.
 		net.Reset()
-		return busy.wait
+		return busy.wait + l.jitter()
 	}
 	var ce *closeErr
 	if !errors.As(err, &ce) {
@@ -247,10 +248,21 @@ func (l *Link) waitAfter(err error, net, auth *Backoff) time.Duration {
 		return (&Backoff{Min: l.cfg.MinBackoff, Max: l.cfg.MinBackoff, Rand: l.cfg.Rand}).Next()
 	case protocol.RetryAfterHint:
 		if d, ok := protocol.ParseRetryAfter(ce.text); ok {
-			return d
+			net.Reset()
+			return d + l.jitter()
 		}
 	}
 	return net.Next()
+}
+
+// jitter is a random 0-1 s added to retry-after hints: hints are whole
+// seconds, and devices told the same second should not arrive together.
+func (l *Link) jitter() time.Duration {
+	r := l.cfg.Rand
+	if r == nil {
+		r = rand.Float64
+	}
+	return time.Duration(r() * float64(time.Second))
 }
 
 var errUnauthorized = errors.New("hub refused the device token (401)")

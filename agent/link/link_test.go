@@ -240,8 +240,8 @@ func TestBusyHubRetryAfter(t *testing.T) {
 		min, max    time.Duration
 		errContains string
 	}{
-		{http.StatusServiceUnavailable, "7", 7 * time.Second, 7 * time.Second, "hub busy (HTTP 503), retry after 7s"},
-		{http.StatusTooManyRequests, "86400", 24 * time.Hour, 24 * time.Hour, "HTTP 429"},
+		{http.StatusServiceUnavailable, "7", 7 * time.Second, 8 * time.Second, "hub busy (HTTP 503), retry after 7s"}, // + 0-1 s jitter
+		{http.StatusTooManyRequests, "86400", 24 * time.Hour, 24*time.Hour + time.Second, "HTTP 429"},
 		{http.StatusServiceUnavailable, "86401", 0, time.Second, "HTTP 503"},                         // over a day: ignored
 		{http.StatusServiceUnavailable, "0", 0, time.Second, "HTTP 503"},                             // not positive: ignored
 		{http.StatusServiceUnavailable, "Wed, 21 Oct 2026 07:28:00 GMT", 0, time.Second, "HTTP 503"}, // date form: ignored
@@ -317,8 +317,10 @@ func TestWaitAfterFollowsClosePolicy(t *testing.T) {
 		{errUnauthorized, time.Hour, 2 * time.Hour},
 		{&closeErr{code: protocol.CloseRevoked}, time.Hour, 3 * time.Hour},
 		{&closeErr{code: protocol.CloseIdle}, 0, time.Second},
-		{&closeErr{code: protocol.ClosePolicy, text: protocol.FormatRetryAfter("slow down", 30*time.Second)}, 30 * time.Second, 30 * time.Second},
+		{&closeErr{code: protocol.ClosePolicy, text: protocol.FormatRetryAfter("slow down", 30*time.Second)}, 30500 * time.Millisecond, 30500 * time.Millisecond}, // + jitter 0.5 s
 		{&closeErr{code: protocol.CloseGoingAway}, 0, time.Minute},
+		// A hub shutting down spreads its devices' return with a hint.
+		{&closeErr{code: protocol.CloseGoingAway, text: protocol.FormatRetryAfter("hub shutting down", 7*time.Second)}, 7500 * time.Millisecond, 7500 * time.Millisecond},
 		{errors.New("connection reset"), 0, time.Minute},
 	}
 	for _, tc := range cases {

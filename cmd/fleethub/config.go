@@ -95,7 +95,7 @@ func defaultConfig() Config {
 		Device: DeviceConfig{
 			MaxMessageBytes: 1 << 20, MaxPoints: 5000, MaxInflight: 64,
 			PingInterval: 20 * time.Second, HelloTimeout: 10 * time.Second,
-			AcceptRate: 1000, AcceptBurst: 250,
+			AcceptRate: 1500, AcceptBurst: 400,
 		},
 		Ingest: IngestConfig{QueuePoints: 250_000, Workers: 2, MaxWritePoints: 5000},
 		Log:    LogConfig{Level: "info", Format: "text"},

@@ -199,6 +199,9 @@ func (s *Server) wire() error {
 		Limits:          protocol.Limits{MaxPoints: cfg.Device.MaxPoints},
 		MaxMessageBytes: int(cfg.Device.MaxMessageBytes), MaxInflight: cfg.Device.MaxInflight,
 		PingInterval: cfg.Device.PingInterval, HelloTimeout: cfg.Device.HelloTimeout,
+		// At shutdown, devices are told to come back spread at the accept
+		// rate (90 %: headroom for devices that were not connected).
+		ReconnectRate: 0.9 * cfg.Device.AcceptRate,
 	})
 	mux := http.NewServeMux()
 	accept := hub.NewAcceptLimit(hub.AcceptConfig{Rate: cfg.Device.AcceptRate, Burst: cfg.Device.AcceptBurst, Registerer: s.reg})

@@ -44,6 +44,11 @@ type Config struct {
 	HandshakeTimeout time.Duration // websocket upgrade, default 10s
 	WriteTimeout     time.Duration // per message, default 10s
 	TouchInterval    time.Duration // how often last-seen is persisted while online, default 60s
+	// ReconnectRate, if > 0, is how many devices a second should come back
+	// after a graceful shutdown (the hub's accept rate): the going-away
+	// closes carry retry-after hints spread over live/ReconnectRate
+	// seconds, so a restart is not followed by a reconnect storm.
+	ReconnectRate float64
 }
 
 func (c *Config) setDefaults() {
@@ -223,10 +228,22 @@ func (h *Handler) Close(ctx context.Context) error {
 		live = append(live, s)
 	}
 	h.mu.Unlock()
-	for _, s := range live {
-		s.Close(protocol.CloseGoingAway, "hub shutting down")
+	for i, s := range live {
+		s.Close(protocol.CloseGoingAway, goingAwayReason(i, len(live), h.cfg.ReconnectRate))
 	}
 	return h.gate.Wait(ctx)
+}
+
+// goingAwayReason is the close reason for the i-th of n sessions at
+// shutdown: with a reconnect rate, a retry-after hint of 1 s plus the
+// device's slot in n/rate seconds (agents add up to 1 s of jitter).
+func goingAwayReason(i, n int, rate float64) string {
+	const reason = "hub shutting down"
+	if rate <= 0 {
+		return reason
+	}
+	slot := time.Duration(float64(i) / rate * float64(time.Second))
+	return protocol.FormatRetryAfter(reason, time.Second+slot)
 }
 
 // reportDropped turns a device's cumulative spool drop count into metric

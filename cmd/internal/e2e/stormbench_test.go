@@ -33,7 +33,7 @@ func BenchmarkReconnectStorm(b *testing.B) {
 	dir := b.TempDir()
 	tokens := filepath.Join(dir, "tokens")
 	registerFleet(b, filepath.Join(dir, "fleethub.db"), tokens, "storm-", n)
-	h := &hubProc{t: b, dataDir: dir, addr: freeAddr(b), influx: ix, quiet: true, extra: []string{"FLEETHUB_DEVICE_PING_INTERVAL=20s"}}
+	h := &hubProc{t: b, dataDir: dir, addr: freeAddr(b), influx: ix, quiet: true, extra: append([]string{"FLEETHUB_DEVICE_PING_INTERVAL=20s"}, strings.Fields(os.Getenv("FLEETWIRE_STORM_HUB_ENV"))...)}
 	h.start()
 	b.Cleanup(func() { h.stop() })
 
@@ -79,6 +79,8 @@ func BenchmarkReconnectStorm(b *testing.B) {
 	mc = &metricsClient{h: h, c: h.client()}
 	var peak, last float64
 	lastAt := upAt
+	var timeline strings.Builder // connections every second, for the log
+	nextMark := upAt
 	poll(b, 2*time.Minute, "all devices back", func() bool {
 		adm := labeled(mc, "fleethub_device_accepts_total", `result="admitted"`)
 		now := time.Now()
@@ -86,8 +88,14 @@ func BenchmarkReconnectStorm(b *testing.B) {
 			peak = max(peak, (adm-last)/now.Sub(lastAt).Seconds())
 			last, lastAt = adm, now
 		}
-		return mc.metric("fleethub_device_connections") == n
+		conns := mc.metric("fleethub_device_connections")
+		if !now.Before(nextMark) {
+			fmt.Fprintf(&timeline, " %.0fs:%.0f", now.Sub(upAt).Seconds(), conns)
+			nextMark = nextMark.Add(time.Second)
+		}
+		return conns == n
 	})
+	b.Logf("connections after the restart:%s", timeline.String())
 	allBack := time.Now()
 	b.StopTimer()
 	limited := labeled(mc, "fleethub_device_accepts_total", `result="limited"`)
