@@ -306,7 +306,7 @@ func validateTags(tags map[string]string, lim Limits) error {
 		// Line protocol cannot carry these in a tag value unchanged: the
 		// InfluxDB client rewrites control characters and a backslash
 		// can swallow the separator after it.
-		if i := strings.IndexFunc(v, badTagRune); i >= 0 {
+		if i := strings.IndexFunc(v, BadTagRune); i >= 0 {
 			return fmt.Errorf("tag %s: byte %d of value is a control character or backslash", k, i)
 		}
 	}
@@ -330,7 +330,9 @@ func ValidName(s string, max int) error {
 	return nil
 }
 
-func badTagRune(r rune) bool {
+// BadTagRune reports a character a tag value may not hold: a control
+// character or a backslash (device labels, stored as tags, follow it too).
+func BadTagRune(r rune) bool {
 	return r < 0x20 || r == 0x7f || r == '\\'
 }
 

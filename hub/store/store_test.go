@@ -366,6 +366,7 @@ func TestLabelLimits(t *testing.T) {
 		"64-byte key":  {strings.Repeat("k", 64): "v"},
 		"256-byte val": {"k": strings.Repeat("v", 256)},
 		"utf8 value":   {"room": "küche"},
+		"spaces, =,":   {"k": "a b=c,d \"q\""},
 	}
 	bad := map[string]map[string]string{
 		"33 labels":    many(33),
@@ -377,6 +378,10 @@ func TestLabelLimits(t *testing.T) {
 		"bad key byte": {"a b": "v"},
 		"reserved":     {"device": "x"},
 		"bad utf8":     {"k": "\xff"},
+		"newline":      {"k": "a\nb"},
+		"tab":          {"k": "a\tb"},
+		"DEL":          {"k": "a\x7fb"},
+		"backslash":    {"k": `C:\x`},
 	}
 	s, _ := openTest(t)
 	i := 0

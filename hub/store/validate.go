@@ -2,6 +2,7 @@ package store
 
 import (
 	"fmt"
+	"strings"
 	"unicode/utf8"
 
 	"github.com/fleetwire/fleetwire/hub"
@@ -52,6 +53,12 @@ func ValidLabels(labels map[string]string) error {
 		}
 		if !utf8.ValidString(v) {
 			return fmt.Errorf("%w: label %s: value is not UTF-8", hub.ErrInvalidInput, k)
+		}
+		// Labels become InfluxDB tags: the same characters as the
+		// protocol's tag values are refused (line protocol cannot carry a
+		// control character or a trailing backslash unchanged).
+		if i := strings.IndexFunc(v, protocol.BadTagRune); i >= 0 {
+			return fmt.Errorf("%w: label %s: byte %d of value is a control character or backslash", hub.ErrInvalidInput, k, i)
 		}
 	}
 	return nil
