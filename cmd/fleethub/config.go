@@ -38,8 +38,9 @@ type DashboardConfig struct {
 	// Origins may open the live WebSocket besides public_url's origin
 	// (exactly scheme://host[:port], e.g. a reverse proxy's name).
 	Origins []string `mapstructure:"origins"`
-	// LiveFlush: each browser gets at most one live message batch this
+	// LiveFlush: each browser gets a device topic's points at most this
 	// often (updates in between are merged); 0 means the default, 15ms.
+	// The fleet summary goes at most every 250ms.
 	LiveFlush time.Duration `mapstructure:"live_flush"`
 }
 

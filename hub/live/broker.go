@@ -29,7 +29,11 @@ type Config struct {
 	// FlushInterval: at most one flush per subscriber this often, default
 	// 15ms (about a display frame). A quiet subscriber is flushed at once;
 	// a busy one gets its updates merged per interval.
-	FlushInterval    time.Duration
+	FlushInterval time.Duration
+	// FleetInterval: the fleet summary (the overview table, read by people)
+	// goes out at most this often, default 250ms; the first one, the
+	// snapshot, at once. Device topics keep FlushInterval.
+	FleetInterval    time.Duration
 	QueueLen         int // encoded messages queued per subscriber, default 2*MaxDeviceTopics+8
 	MaxPendingPoints int // device points buffered per subscriber before dropping, default 10,000
 	MaxDeviceTopics  int // device subscriptions per subscriber, default 64
@@ -63,6 +67,7 @@ func (c *Config) setDefaults() {
 		}
 	}
 	defDur(&c.FlushInterval, 15*time.Millisecond)
+	defDur(&c.FleetInterval, 250*time.Millisecond)
 	def(&c.MaxPendingPoints, 10_000)
 	def(&c.MaxDeviceTopics, 64)
 	// One flush makes a message per subscribed device plus the fleet and

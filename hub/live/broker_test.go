@@ -254,3 +254,59 @@ func waitFor(t *testing.T, cond func() bool) {
 		}
 	}
 }
+
+// The fleet summary keeps its own, slower cadence (FleetInterval) while
+// device topics flush at FlushInterval: points published after a fleet
+// message arrive before the next fleet message, which comes no sooner
+// than FleetInterval after the last one and carries every update merged.
+func TestFleetIntervalSeparateFromDeviceTopics(t *testing.T) {
+	const fleetEvery = 300 * time.Millisecond
+	b := New(Config{FlushInterval: time.Millisecond, FleetInterval: fleetEvery})
+	s := b.Subscribe(t.Context())
+	defer s.Close()
+	if err := s.SubscribeFleet(); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.SubscribeDevice("d"); err != nil {
+		t.Fatal(err)
+	}
+	b.Publish("d", batch(1, 1000, protocol.Point{Name: "cpu.usage_percent", Value: 1.0}))
+	// The snapshot (empty broker: just "d" now) or the first update goes at once.
+	var firstFleet time.Time
+	var points int
+	for firstFleet.IsZero() || points == 0 {
+		m := recv(t, s)
+		switch m["type"] {
+		case "fleet":
+			firstFleet = time.Now()
+		case "points":
+			points++
+		}
+	}
+	for i := range 5 {
+		b.Publish("d", batch(uint64(i+2), 2000+int64(i), protocol.Point{Name: "cpu.usage_percent", Value: float64(i + 2)}))
+	}
+	var fleet map[string]any
+	for fleet == nil {
+		m := recv(t, s)
+		switch m["type"] {
+		case "fleet":
+			fleet = m
+		case "points":
+			points++
+		}
+	}
+	// Receipt times, not take times: allow half the interval of scheduling
+	// slack (without the cadence the gap would be about FlushInterval).
+	if gap := time.Since(firstFleet); gap < fleetEvery/2 {
+		t.Errorf("second fleet message %s after the first; want about %s", gap, fleetEvery)
+	}
+	if points < 2 {
+		t.Errorf("%d points messages before the second fleet message; device topics must not wait for the fleet cadence", points)
+	}
+	devs := fleet["devices"].([]any)
+	d := devs[0].(map[string]any)
+	if len(devs) != 1 || d["last_seen"] != float64(2004) || d["metrics"].(map[string]any)["cpu.usage_percent"] != float64(6) {
+		t.Errorf("merged fleet update = %v; want d with the last of the 5 updates", fleet)
+	}
+}

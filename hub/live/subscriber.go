@@ -42,6 +42,7 @@ type Subscriber struct {
 	npoints   int
 	pStates   []wire.DeviceState
 	fullSince time.Time // first of the consecutive flushes that found Out full (flusher only)
+	lastFleet time.Time // when the last fleet message was taken (flusher only, under mu)
 }
 
 // Subscribe opens a subscriber with no topics. It lives until ctx ends,
@@ -249,20 +250,29 @@ func (s *Subscriber) addState(st wire.DeviceState) {
 
 // run is the flusher: wait for pending state, flush, then rest for
 // FlushInterval so a busy subscriber gets at most one flush per interval.
+// A fleet summary not yet due (FleetInterval) arms fleetT instead.
 func (s *Subscriber) run() {
 	defer close(s.exited)
 	defer s.end(ErrClosed) // a cancelled parent context still leaves the topics
 	t := time.NewTimer(time.Hour)
 	t.Stop()
+	fleetT := time.NewTimer(time.Hour)
+	fleetT.Stop()
+	defer fleetT.Stop()
 	for {
 		select {
 		case <-s.ctx.Done():
 			return
 		case <-s.wake:
+		case <-fleetT.C:
 		}
-		if !s.flush() {
+		ok, fleetIn := s.flush()
+		if !ok {
 			s.end(ErrTooSlow)
 			return
+		}
+		if fleetIn > 0 {
+			fleetT.Reset(fleetIn)
 		}
 		t.Reset(s.b.cfg.FlushInterval)
 		select {
@@ -277,9 +287,10 @@ func (s *Subscriber) run() {
 }
 
 // flush moves as many pending messages as fit into Out. It returns false
-// when every flush for SlowAfter found Out full. Only the flusher sends on
+// when every flush for SlowAfter found Out full, and how long until a
+// pending fleet summary is due (0: none waiting). Only the flusher sends on
 // Out, so its free space can only grow while we work.
-func (s *Subscriber) flush() bool {
+func (s *Subscriber) flush() (ok bool, fleetIn time.Duration) {
 	free := cap(s.out) - len(s.out)
 	if free == 0 {
 		now := time.Now()
@@ -287,10 +298,10 @@ func (s *Subscriber) flush() bool {
 			s.fullSince = now
 		}
 		s.signal() // pending state is still there: look again next interval
-		return now.Sub(s.fullSince) < s.b.cfg.SlowAfter
+		return now.Sub(s.fullSince) < s.b.cfg.SlowAfter, 0
 	}
 	s.fullSince = time.Time{}
-	msgs, more := s.take(free)
+	msgs, more, fleetIn := s.take(free)
 	for _, m := range msgs {
 		data, err := json.Marshal(m)
 		if err != nil {
@@ -301,19 +312,26 @@ func (s *Subscriber) flush() bool {
 	if more {
 		s.signal()
 	}
-	return true
+	return true, fleetIn
 }
 
 // take removes up to n messages from the pending state: presence first
-// (small and important), then the fleet summary, then points per device.
-func (s *Subscriber) take(n int) (msgs []any, more bool) {
+// (small and important), then the fleet summary if due, then points per
+// device. fleetIn is how long a pending fleet summary still waits.
+func (s *Subscriber) take(n int) (msgs []any, more bool, fleetIn time.Duration) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	now := time.Now()
+	if len(s.pFleet) > 0 && !s.lastFleet.IsZero() {
+		fleetIn = s.lastFleet.Add(s.b.cfg.FleetInterval).Sub(now)
+	}
 	for len(msgs) < n && len(s.pStates) > 0 {
 		msgs = append(msgs, s.pStates[0])
 		s.pStates = s.pStates[1:]
 	}
-	if len(msgs) < n && len(s.pFleet) > 0 {
+	if len(msgs) < n && len(s.pFleet) > 0 && fleetIn <= 0 {
+		fleetIn = 0
+		s.lastFleet = now
 		f := wire.Fleet{Type: wire.TypeFleet, Devices: make([]wire.FleetDevice, 0, len(s.pFleet))}
 		for _, id := range slices.Sorted(maps.Keys(s.pFleet)) {
 			e := s.pFleet[id]
@@ -334,6 +352,8 @@ func (s *Subscriber) take(n int) (msgs []any, more bool) {
 		delete(s.pPoints, id)
 		delete(s.pDropped, id)
 	}
-	more = len(s.pStates) > 0 || len(s.pFleet) > 0 || len(s.pPoints) > 0
-	return msgs, more
+	// A fleet summary not yet due is not "more": the flusher's fleet timer
+	// brings it.
+	more = len(s.pStates) > 0 || (len(s.pFleet) > 0 && fleetIn <= 0) || len(s.pPoints) > 0
+	return msgs, more, fleetIn
 }
