@@ -190,28 +190,14 @@ func newDirectWriter(b *testing.B, ix *influxtest.Server) *directWriter {
 
 // run writes the batches with seqs [from, to] of `devices` devices
 // "direct-<i>" (the points the hub's devices send, under other device
-// tags) in requests of 5,000 points, and returns the time spent in
-// requests: rendering them is not timed.
+// tags) in requests of 5,000 points from directSenders concurrent senders
+// (the hub's sink writes with 2 workers), and returns the wall time of the
+// sending: rendering the requests beforehand is not timed.
 func (d *directWriter) run(b *testing.B, devices, from, to int) time.Duration {
 	const perRequest = 5000
-	var spent time.Duration
+	var bodies [][]byte
 	var body []byte
 	lines := 0
-	flush := func() {
-		start := time.Now()
-		resp, err := d.client.Post(d.target, "text/plain; charset=utf-8", bytes.NewReader(body))
-		if err != nil {
-			b.Fatal(err)
-		}
-		_, _ = io.Copy(io.Discard, resp.Body)
-		resp.Body.Close()
-		spent += time.Since(start)
-		if resp.StatusCode != http.StatusNoContent {
-			b.Fatalf("direct write: status %d", resp.StatusCode)
-		}
-		d.points += lines
-		body, lines = body[:0], 0
-	}
 	for seq := from; seq <= to; seq++ {
 		for dev := range devices {
 			ib := &hub.IngestBatch{DeviceID: fmt.Sprintf("direct-%d", dev), Batch: protocol.SampleBatch(uint64(seq), benchPoints)}
@@ -221,14 +207,55 @@ func (d *directWriter) run(b *testing.B, devices, from, to int) time.Duration {
 			}
 			lines += benchPoints
 			if lines >= perRequest {
-				flush()
+				bodies, body, lines = append(bodies, body), nil, 0
 			}
 		}
+		d.points += devices * benchPoints
 	}
 	if lines > 0 {
-		flush()
+		bodies = append(bodies, body)
 	}
-	return spent
+	next := make(chan []byte)
+	errs := make(chan error, directSenders)
+	start := time.Now()
+	for range directSenders {
+		go func() {
+			var err error
+			for body := range next {
+				if err != nil {
+					continue // drain
+				}
+				err = d.post(body)
+			}
+			errs <- err
+		}()
+	}
+	for _, body := range bodies {
+		next <- body
+	}
+	close(next)
+	for range directSenders {
+		if err := <-errs; err != nil {
+			b.Fatal(err)
+		}
+	}
+	return time.Since(start)
+}
+
+// directSenders matches hub.IngestConfig's default Workers.
+const directSenders = 2
+
+func (d *directWriter) post(body []byte) error {
+	resp, err := d.client.Post(d.target, "text/plain; charset=utf-8", bytes.NewReader(body))
+	if err != nil {
+		return err
+	}
+	_, _ = io.Copy(io.Discard, resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusNoContent {
+		return fmt.Errorf("direct write: status %d", resp.StatusCode)
+	}
+	return nil
 }
 
 // processCPU is the user+system CPU time this process used so far.
