@@ -194,13 +194,19 @@ func (s *Subscriber) signal() {
 }
 
 // addFleet merges e into the pending fleet update. Caller holds b.mu.
+// Only the first pending entry wakes the flusher: it either sends the
+// summary or arms its fleet timer, so the updates after it (a busy fleet
+// makes thousands a second) cost no wake-ups.
 func (s *Subscriber) addFleet(e fleetEntry) {
 	s.mu.Lock()
+	first := len(s.pFleet) == 0
 	if s.fleet {
 		s.mergeFleet(e)
 	}
 	s.mu.Unlock()
-	s.signal()
+	if first {
+		s.signal()
+	}
 }
 
 // mergeFleet merges e into pFleet. Caller holds s.mu.
