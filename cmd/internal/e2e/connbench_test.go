@@ -87,31 +87,14 @@ func benchIdle(b *testing.B, ix *influxtest.Server, n int) {
 // (before the hub starts: one REST call each would dominate the run) and
 // writes their tokens, simsPerProcess to a file.
 func createDevices(b *testing.B, dbPath string, n int) []string {
-	ctx := context.Background()
-	st, err := store.Open(ctx, dbPath)
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer st.Close()
+	_, toks := registerDevices(b, dbPath, n, func(i int) string { return fmt.Sprintf("idle-%05d", i) }, nil)
 	var files []string
-	var toks strings.Builder
-	flush := func() {
+	for first := 0; first < n; first += simsPerProcess {
 		f := filepath.Join(filepath.Dir(dbPath), fmt.Sprintf("tokens-%d", len(files)))
-		if err := os.WriteFile(f, []byte(toks.String()), 0o600); err != nil {
+		if err := os.WriteFile(f, []byte(strings.Join(toks[first:min(n, first+simsPerProcess)], "\n")+"\n"), 0o600); err != nil {
 			b.Fatal(err)
 		}
 		files = append(files, f)
-		toks.Reset()
-	}
-	for i := 0; i < n; i++ {
-		_, tok, err := st.CreateDevice(ctx, fmt.Sprintf("idle-%05d", i), nil)
-		if err != nil {
-			b.Fatal(err)
-		}
-		toks.WriteString(tok + "\n")
-		if (i+1)%simsPerProcess == 0 || i == n-1 {
-			flush()
-		}
 	}
 	return files
 }

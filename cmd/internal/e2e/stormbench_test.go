@@ -114,10 +114,24 @@ func BenchmarkReconnectStorm(b *testing.B) {
 	b.ReportMetric(g-baseGoroutines, "goroutines-delta")
 }
 
-// registerFleet registers n devices prefix00000.. straight in the hub's
-// SQLite file before the hub starts and writes "id token" lines (fleetsim's
-// --tokens format) to tokensFile.
+// registerFleet registers n devices prefix0000.. (fleetsim's numbering)
+// and writes "id token" lines (fleetsim's --tokens format) to tokensFile.
 func registerFleet(b *testing.B, dbPath, tokensFile, prefix string, n int) {
+	b.Helper()
+	ids, toks := registerDevices(b, dbPath, n, func(i int) string { return fmt.Sprintf("%s%04d", prefix, i) }, map[string]string{"fleet": "storm"})
+	var sb strings.Builder
+	for i := range ids {
+		fmt.Fprintf(&sb, "%s %s\n", ids[i], toks[i])
+	}
+	if err := os.WriteFile(tokensFile, []byte(sb.String()), 0o600); err != nil {
+		b.Fatal(err)
+	}
+}
+
+// registerDevices registers n devices named id(i) straight in the hub's
+// SQLite file, before the hub starts (one REST call each would dominate a
+// benchmark's set-up), and returns their ids and tokens.
+func registerDevices(b *testing.B, dbPath string, n int, id func(int) string, labels map[string]string) (ids, tokens []string) {
 	b.Helper()
 	ctx := context.Background()
 	st, err := store.Open(ctx, dbPath)
@@ -125,18 +139,14 @@ func registerFleet(b *testing.B, dbPath, tokensFile, prefix string, n int) {
 		b.Fatal(err)
 	}
 	defer st.Close()
-	var sb strings.Builder
 	for i := 0; i < n; i++ {
-		id := fmt.Sprintf("%s%04d", prefix, i)
-		_, tok, err := st.CreateDevice(ctx, id, map[string]string{"fleet": "storm"})
+		_, tok, err := st.CreateDevice(ctx, id(i), labels)
 		if err != nil {
 			b.Fatal(err)
 		}
-		fmt.Fprintf(&sb, "%s %s\n", id, tok)
+		ids, tokens = append(ids, id(i)), append(tokens, tok)
 	}
-	if err := os.WriteFile(tokensFile, []byte(sb.String()), 0o600); err != nil {
-		b.Fatal(err)
-	}
+	return ids, tokens
 }
 
 // labeled reads one labelled sample, e.g. name{result="admitted"}, from
