@@ -6,6 +6,8 @@ command -v qemu-arm-static >/dev/null 2>&1 || need+=(qemu-user-static)
 command -v curl >/dev/null 2>&1 || need+=(curl)
 command -v chromium >/dev/null 2>&1 || need+=(chromium)   # dashboard tests drive a real browser
 command -v npm >/dev/null 2>&1 || need+=(nodejs npm)      # dashboard build (Node 20.19+)
+command -v mosquitto >/dev/null 2>&1 || [ -x /usr/sbin/mosquitto ] || need+=(mosquitto)   # MQTT bridge tests: a real broker
+command -v mosquitto_pub >/dev/null 2>&1 || need+=(mosquitto-clients)
 if ((${#need[@]} == 0)); then
 	exit 0
 fi
