@@ -32,42 +32,13 @@ func decodeLineEntry(b *builder, dec *lineprotocol.Decoder, now time.Time) error
 	if strings.Contains(meas, ".") {
 		return fmt.Errorf("measurement %q contains '.'", meas)
 	}
-	var tags map[string]string
-	for {
-		k, v, err := dec.NextTag()
-		if err != nil {
-			return err
-		}
-		if k == nil {
-			break
-		}
-		if tags == nil {
-			tags = map[string]string{}
-		}
-		tags[string(k)] = string(v)
+	tags, err := lineTags(dec)
+	if err != nil {
+		return err
 	}
-	type field struct {
-		name  string
-		value any
-	}
-	var fields []field
-	for {
-		k, v, err := dec.NextField()
-		if err != nil {
-			return err
-		}
-		if k == nil {
-			break
-		}
-		name := meas + "." + string(k)
-		if string(k) == "value" {
-			name = meas
-		}
-		val, err := lineValue(v)
-		if err != nil {
-			return fmt.Errorf("%s: %v", name, err)
-		}
-		fields = append(fields, field{name, val})
+	fields, err := lineFields(dec, meas)
+	if err != nil {
+		return err
 	}
 	t, err := dec.Time(lineprotocol.Nanosecond, now)
 	if err != nil {
@@ -79,6 +50,47 @@ func decodeLineEntry(b *builder, dec *lineprotocol.Decoder, now time.Time) error
 		}
 	}
 	return nil
+}
+
+func lineTags(dec *lineprotocol.Decoder) (map[string]string, error) {
+	var tags map[string]string
+	for {
+		k, v, err := dec.NextTag()
+		if err != nil || k == nil {
+			return tags, err
+		}
+		if tags == nil {
+			tags = map[string]string{}
+		}
+		tags[string(k)] = string(v)
+	}
+}
+
+// lineField is one field of a line, already named as a metric.
+type lineField struct {
+	name  string
+	value any
+}
+
+// lineFields names the fields "measurement.field", or just "measurement"
+// for the field "value" (the inverse of protocol.SplitName).
+func lineFields(dec *lineprotocol.Decoder, meas string) ([]lineField, error) {
+	var fields []lineField
+	for {
+		k, v, err := dec.NextField()
+		if err != nil || k == nil {
+			return fields, err
+		}
+		name := meas + "." + string(k)
+		if string(k) == "value" {
+			name = meas
+		}
+		val, err := lineValue(v)
+		if err != nil {
+			return nil, fmt.Errorf("%s: %v", name, err)
+		}
+		fields = append(fields, lineField{name, val})
+	}
 }
 
 func lineValue(v lineprotocol.Value) (any, error) {

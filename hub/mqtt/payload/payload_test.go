@@ -234,11 +234,7 @@ func TestDecodeValid(t *testing.T) {
 }
 
 func TestDecodeInvalid(t *testing.T) {
-	many := `{` + strings.Repeat(`"a`, 1) + `0":1`
-	for i := 1; i <= 3; i++ {
-		many += `,"a` + string(rune('0'+i)) + `":1`
-	}
-	many += `}`
+	many := `{"a":1,"b":2,"c":3,"d":4}`
 	deep := strings.Repeat(`{"a":`, MaxJSONDepth+1) + `1` + strings.Repeat(`}`, MaxJSONDepth+1)
 	tests := []struct {
 		name    string

@@ -60,10 +60,20 @@ func (base *senmlBase) apply(b *builder, r *senmlRecord) error {
 		name += *r.Name
 	}
 	name = senmlName(name)
-	value, err := base.value2(r)
+	value, err := base.pickValue(r)
 	if err != nil {
 		return fmt.Errorf("%q: %v", name, err)
 	}
+	at, err := base.at(b, r)
+	if err != nil {
+		return fmt.Errorf("%q: %v", name, err)
+	}
+	return b.add(name, at, value, base.tags(r))
+}
+
+// at resolves the record's time to Unix ms: bt+t seconds, relative to the
+// time of receipt below 2^28 (RFC 8428 §4.5.3).
+func (base *senmlBase) at(b *builder, r *senmlRecord) (int64, error) {
 	t := base.time
 	if r.Time != nil {
 		t += *r.Time
@@ -72,23 +82,23 @@ func (base *senmlBase) apply(b *builder, r *senmlRecord) error {
 	if t < relativeLimit {
 		ms += float64(b.now)
 	}
-	at, err := msFromFloat(ms)
-	if err != nil {
-		return fmt.Errorf("%q: %v", name, err)
-	}
+	return msFromFloat(ms)
+}
+
+// tags holds the record's unit (u, else bu) as the tag "unit".
+func (base *senmlBase) tags(r *senmlRecord) map[string]string {
 	unit := base.unit
 	if r.Unit != nil {
 		unit = *r.Unit
 	}
-	var tags map[string]string
-	if unit != "" {
-		tags = map[string]string{"unit": unit}
+	if unit == "" {
+		return nil
 	}
-	return b.add(name, at, value, tags)
+	return map[string]string{"unit": unit}
 }
 
-// value2 picks the record's value: v (+bv), vs, vb, else s (+bs).
-func (base *senmlBase) value2(r *senmlRecord) (any, error) {
+// pickValue picks the record's value: v (+bv), vs, vb, else s (+bs).
+func (base *senmlBase) pickValue(r *senmlRecord) (any, error) {
 	n := 0
 	for _, set := range []bool{r.Value != nil, r.StringValue != nil, r.BoolValue != nil} {
 		if set {
