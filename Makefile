@@ -39,10 +39,18 @@ vet:
 test: tools dashboard vet
 	$(GO) test -race -timeout 25m -count=1 ./...
 
-## fuzz: run each fuzz target for a while (FUZZTIME, default 60s)
+## fuzz: run every fuzz target for a while each (FUZZTIME, default 60s);
+## `make test` runs their committed seeds
 FUZZTIME ?= 60s
+FUZZ_TARGETS := ./protocol:FuzzDecode ./protocol:FuzzDecodeBatchFast ./protocol/live:FuzzDecodeClient \
+	./agent/collect:FuzzParseOutput ./hub/influx:FuzzLineProtocolMatchesClient \
+	./hub/mqtt/payload:FuzzDecodeJSON ./hub/mqtt/payload:FuzzDecodeLine ./hub/mqtt/payload:FuzzDecodeSenMLJSON \
+	./hub/mqtt/payload:FuzzDecodeSenMLCBOR ./hub/mqtt/payload:FuzzDecodeCBOR
 fuzz:
-	$(GO) test -run='^$$' -fuzz=FuzzDecode -fuzztime=$(FUZZTIME) ./protocol
+	@set -e; for t in $(FUZZ_TARGETS); do \
+		echo ">> $${t#*:} ($${t%%:*}, $(FUZZTIME))"; \
+		$(GO) test -run='^$$' -fuzz="^$${t#*:}$$" -fuzztime=$(FUZZTIME) "$${t%%:*}"; \
+	done
 
 ## demo: local InfluxDB + hub (auto TLS) + one agent on this machine
 demo: tools build
