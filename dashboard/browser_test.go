@@ -300,7 +300,7 @@ func TestOverviewInBrowser(t *testing.T) {
 	// Device page: charts fill from the recent window, then move live.
 	const valueJS = `(document.querySelector('.chart[data-metric="cpu.usage_percent"] .value')||{}).textContent||''`
 	if err := chromedp.Run(ctx,
-		chromedp.Click(`tr[data-device="pi-01"] a`),
+		browsertest.ClickNow(`tr[data-device="pi-01"] a`),
 		chromedp.WaitVisible(`.chart[data-metric="cpu.usage_percent"] canvas`),
 	); err != nil {
 		t.Fatalf("device page: %v", err)
@@ -376,7 +376,7 @@ func TestCommandsInBrowser(t *testing.T) {
 	const stateJS = `(document.querySelector('.cmd-current')||{dataset:{}}).dataset.state||''`
 	if err := chromedp.Run(ctx,
 		chromedp.EmulateViewport(820, 1180),
-		chromedp.Click(`tr[data-device="pi-01"] a`),
+		browsertest.ClickNow(`tr[data-device="pi-01"] a`),
 		chromedp.WaitVisible(`#cmd-send`),
 		chromedp.SendKeys(`#console input[name=command]`, "ping"),
 		chromedp.SendKeys(`#console input[name=args]`, "count=1"),
@@ -457,7 +457,7 @@ func TestCommandsInBrowser(t *testing.T) {
 		t.Errorf("viewer sees %d bulk Send buttons", sends)
 	}
 	if err := chromedp.Run(ctx,
-		chromedp.Click(`tr[data-device="pi-01"] a`),
+		browsertest.ClickNow(`tr[data-device="pi-01"] a`),
 		chromedp.WaitVisible(`#console [data-role-note]`),
 		chromedp.WaitVisible(`table.commands tbody tr[data-command]`),
 		chromedp.Evaluate(`document.querySelectorAll('#cmd-send, #console input[name=command], button.cancel').length`, &sends),

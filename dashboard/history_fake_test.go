@@ -8,6 +8,8 @@ import (
 	"time"
 
 	"github.com/chromedp/chromedp"
+
+	"github.com/fleetwire/fleetwire/dashboard/browsertest"
 )
 
 // history serves GET /api/v1/devices/{id}/history in the shape of
@@ -65,7 +67,7 @@ func TestDeviceRangesInBrowser(t *testing.T) {
 		chromedp.SetValue(`input[name=password]`, fakePassword),
 		chromedp.Click(`form.signin button[type=submit]`),
 		chromedp.WaitVisible(`tr[data-device="pi-01"] a`),
-		chromedp.Click(`tr[data-device="pi-01"] a`),
+		browsertest.ClickNow(`tr[data-device="pi-01"] a`),
 		chromedp.WaitVisible(`.chart[data-metric="cpu.usage_percent"] canvas`),
 	); err != nil {
 		t.Fatalf("device page: %v", err)

@@ -11,6 +11,7 @@ import (
 
 	"github.com/chromedp/cdproto/page"
 	"github.com/chromedp/chromedp"
+	"github.com/fleetwire/fleetwire/dashboard/browsertest"
 )
 
 const bigFleet = 10000
@@ -115,7 +116,7 @@ func TestFleetOverviewInBrowser(t *testing.T) {
 	}
 	t.Logf("screenshot: %s", out)
 
-	if err := chromedp.Run(ctx, chromedp.Click(`.pager button:last-child`)); err != nil {
+	if err := chromedp.Run(ctx, browsertest.ClickNow(`.pager button:last-child`)); err != nil {
 		t.Fatal(err)
 	}
 	if got, err := pollText(ctx, firstJS, "dev-00100", 2*time.Second); err != nil || got != "dev-00100" {

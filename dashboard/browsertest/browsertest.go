@@ -4,6 +4,8 @@ package browsertest
 
 import (
 	"context"
+	"encoding/json"
+	"fmt"
 	"os"
 	"os/exec"
 	"testing"
@@ -74,4 +76,26 @@ func Artifacts(t testing.TB) string {
 		t.Fatal(err)
 	}
 	return dir
+}
+
+// ClickNow clicks the first element matching the CSS selector sel, finding
+// and clicking it in one JavaScript turn. The overview rebuilds its rows
+// as live updates arrive, so a node chromedp.Click has found can be
+// replaced before its click lands ("Could not find node with given id").
+func ClickNow(sel string) chromedp.Action {
+	return chromedp.ActionFunc(func(ctx context.Context) error {
+		q, err := json.Marshal(sel)
+		if err != nil {
+			return err
+		}
+		var ok bool
+		js := `(() => { const e = document.querySelector(` + string(q) + `); if (!e) return false; e.click(); return true })()`
+		if err := chromedp.Evaluate(js, &ok).Do(ctx); err != nil {
+			return err
+		}
+		if !ok {
+			return fmt.Errorf("click: no element matches %s", sel)
+		}
+		return nil
+	})
 }

@@ -145,7 +145,7 @@ func TestDashboardAgainstRealHub(t *testing.T) {
 	const stateJS = `(document.querySelector('.cmd-current')||{dataset:{}}).dataset.state||''`
 	var canvases int
 	if err := chromedp.Run(ctx,
-		chromedp.Click(`tr[data-device="pi-lab"] a`),
+		browsertest.ClickNow(`tr[data-device="pi-lab"] a`),
 		chromedp.WaitVisible(`.chart[data-metric="cpu.usage_percent"] canvas`),
 		chromedp.Evaluate(`document.querySelectorAll('.chart canvas').length`, &canvases),
 		chromedp.WaitVisible(`#cmd-send`),
@@ -204,7 +204,7 @@ func TestDashboardAgainstRealHub(t *testing.T) {
 	signIn("watcher", viewerPW)
 	var sends int
 	if err := chromedp.Run(ctx,
-		chromedp.Click(`tr[data-device="pi-lab"] a`),
+		browsertest.ClickNow(`tr[data-device="pi-lab"] a`),
 		chromedp.WaitVisible(`.chart[data-metric="cpu.usage_percent"] canvas`),
 		chromedp.WaitVisible(`#console [data-role-note]`),
 		chromedp.Evaluate(`document.querySelectorAll('#cmd-send').length`, &sends),
