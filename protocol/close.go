@@ -147,7 +147,14 @@ func ParseRetryAfter(reason string) (time.Duration, bool) {
 	if j := strings.IndexAny(s, "; "); j >= 0 {
 		s = s[:j]
 	}
-	n, err := strconv.ParseUint(s, 10, 32)
+	return ParseRetryAfterSeconds(s)
+}
+
+// ParseRetryAfterSeconds reads a whole number of seconds, 1 to one day:
+// the hint's value, and HTTP's Retry-After header in delay-seconds form
+// (an HTTP date, zero or anything larger reports false: backoff applies).
+func ParseRetryAfterSeconds(s string) (time.Duration, bool) {
+	n, err := strconv.ParseUint(strings.TrimSpace(s), 10, 32)
 	if err != nil || n == 0 || n > maxRetryAfterSecs {
 		return 0, false
 	}

@@ -14,8 +14,6 @@ import (
 	"net"
 	"net/http"
 	"net/url"
-	"strconv"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -276,16 +274,6 @@ type busyErr struct {
 
 func (e *busyErr) Error() string {
 	return fmt.Sprintf("hub busy (HTTP %d), retry after %s", e.status, e.wait)
-}
-
-// parseRetryAfter reads a Retry-After header in delay-seconds form, 1 s to
-// one day (an HTTP date or anything larger is ignored: backoff applies).
-func parseRetryAfter(v string) (time.Duration, bool) {
-	n, err := strconv.Atoi(strings.TrimSpace(v))
-	if err != nil || n < 1 || n > 86400 {
-		return 0, false
-	}
-	return time.Duration(n) * time.Second, true
 }
 
 // closeErr is a session ended by the hub's close frame.

@@ -63,7 +63,7 @@ func (l *Link) dial(ctx context.Context) (*websocket.Conn, error) {
 			return nil, errUnauthorized
 		}
 		if resp != nil && (resp.StatusCode == http.StatusServiceUnavailable || resp.StatusCode == http.StatusTooManyRequests) {
-			if d, ok := parseRetryAfter(resp.Header.Get("Retry-After")); ok {
+			if d, ok := protocol.ParseRetryAfterSeconds(resp.Header.Get("Retry-After")); ok {
 				return nil, &busyErr{status: resp.StatusCode, wait: d}
 			}
 		}
