@@ -129,9 +129,10 @@ func FuzzLineProtocolRoundTrip(f *testing.F) {
 	fx := sinkFor(f, srv)
 	var n atomic.Int64
 	f.Fuzz(func(t *testing.T, label, value string) {
-		// Validate refuses non-UTF-8 and longer strings before the sink.
+		// Validate refuses non-UTF-8 and longer strings before the sink:
+		// such inputs never reach it, so there is nothing to check.
 		if !utf8Valid(label, value) || len(label) > 256 || len(value) > 4096 {
-			t.Skip()
+			return
 		}
 		roundTrip(t, fx, srv, fmt.Sprintf("fz-%d", n.Add(1)), "fz.v", label, value)
 	})

@@ -13,9 +13,6 @@ import (
 // benchmark passes, one fails. Everything is still written, the failed
 // row says why, and Run reports the failure.
 func TestRunFailedSection(t *testing.T) {
-	if testing.Short() {
-		t.Skip("runs go test")
-	}
 	tmp := t.TempDir()
 	var log bytes.Buffer
 	m := &Main{

@@ -139,8 +139,9 @@ func procRSS(b *testing.B, pid int) int64 {
 	return 0
 }
 
-// metric reads one unlabelled sample from the hub's /metrics (-1 if the
-// scrape fails or the sample is missing).
+// metric reads one sample from the hub's /metrics, named as exposed:
+// "go_goroutines", or with its labels, `name{result="admitted"}` (-1 if
+// the scrape fails or the sample is missing).
 func (mc *metricsClient) metric(name string) float64 {
 	resp, err := mc.c.Get(mc.h.url("/metrics"))
 	if err != nil {
@@ -162,12 +163,8 @@ func (mc *metricsClient) metric(name string) float64 {
 // it holds or timeout passes.
 func poll(b *testing.B, timeout time.Duration, what string, cond func() bool) {
 	b.Helper()
-	deadline := time.Now().Add(timeout)
-	for !cond() {
-		if time.Now().After(deadline) {
-			b.Fatalf("timed out after %s waiting for %s", timeout, what)
-		}
-		time.Sleep(250 * time.Millisecond)
+	if !waitUntil(timeout, 250*time.Millisecond, cond) {
+		b.Fatalf("timed out after %s waiting for %s", timeout, what)
 	}
 }
 

@@ -81,13 +81,22 @@ func buildPrograms(dir string) error {
 // eventually polls cond every 20 ms until it holds or timeout passes.
 func eventually(t testing.TB, timeout time.Duration, what string, cond func() bool) {
 	t.Helper()
+	if !waitUntil(timeout, 20*time.Millisecond, cond) {
+		t.Fatalf("timed out after %s waiting for %s", timeout, what)
+	}
+}
+
+// waitUntil checks cond every interval until it holds (true) or timeout
+// passes (false).
+func waitUntil(timeout, every time.Duration, cond func() bool) bool {
 	deadline := time.Now().Add(timeout)
 	for !cond() {
 		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %s waiting for %s", timeout, what)
+			return false
 		}
-		time.Sleep(20 * time.Millisecond)
+		time.Sleep(every) // the polling interval
 	}
+	return true
 }
 
 func freeAddr(t testing.TB) string {

@@ -1,7 +1,6 @@
 package e2e
 
 import (
-	"bufio"
 	"context"
 	"fmt"
 	"os"
@@ -67,8 +66,14 @@ func BenchmarkReconnectStorm(b *testing.B) {
 
 	mc := &metricsClient{h: h, c: h.client()}
 	poll(b, 3*time.Minute, "all devices connected", func() bool { return mc.metric("fleethub_device_connections") == n })
-	time.Sleep(5 * time.Second) // settle: handshake garbage collected, every device past its first batch
-	baseGoroutines := mc.metric("go_goroutines")
+	// The baseline: once the goroutine count has settled (handshake and
+	// first-report goroutines have ended: two scrapes in a row within 0.1%).
+	var baseGoroutines float64
+	poll(b, time.Minute, "goroutines settled", func() bool {
+		prev := baseGoroutines
+		baseGoroutines = mc.metric("go_goroutines")
+		return prev > 0 && baseGoroutines > 0 && baseGoroutines <= prev*1.001 && baseGoroutines >= prev*0.999
+	})
 
 	b.ResetTimer()
 	stopAt := time.Now()
@@ -82,7 +87,7 @@ func BenchmarkReconnectStorm(b *testing.B) {
 	var timeline strings.Builder // connections every second, for the log
 	nextMark := upAt
 	poll(b, 2*time.Minute, "all devices back", func() bool {
-		adm := labeled(mc, "fleethub_device_accepts_total", `result="admitted"`)
+		adm := mc.metric(`fleethub_device_accepts_total{result="admitted"}`)
 		now := time.Now()
 		if adm >= 0 {
 			peak = max(peak, (adm-last)/now.Sub(lastAt).Seconds())
@@ -98,15 +103,16 @@ func BenchmarkReconnectStorm(b *testing.B) {
 	b.Logf("connections after the restart:%s", timeline.String())
 	allBack := time.Now()
 	b.StopTimer()
-	limited := labeled(mc, "fleethub_device_accepts_total", `result="limited"`)
+	limited := mc.metric(`fleethub_device_accepts_total{result="limited"}`)
 
 	// Goroutines back to what n connected devices need: poll until within
-	// 1% of the baseline (handshake and retry goroutines have ended).
+	// 1% of the baseline (handshake and retry goroutines have ended); the
+	// delta is reported either way.
 	var g float64
-	deadline := time.Now().Add(30 * time.Second)
-	for g = mc.metric("go_goroutines"); g > baseGoroutines*1.01 && time.Now().Before(deadline); g = mc.metric("go_goroutines") {
-		time.Sleep(250 * time.Millisecond) // scrape interval
-	}
+	waitUntil(30*time.Second, 250*time.Millisecond, func() bool {
+		g = mc.metric("go_goroutines")
+		return g <= baseGoroutines*1.01
+	})
 	b.ReportMetric(allBack.Sub(upAt).Seconds(), "s-all-back")
 	b.ReportMetric(allBack.Sub(stopAt).Seconds(), "s-restart-to-all")
 	b.ReportMetric(peak, "peak-accepts/s")
@@ -147,23 +153,4 @@ func registerDevices(b *testing.B, dbPath string, n int, id func(int) string, la
 		ids, tokens = append(ids, id(i)), append(tokens, tok)
 	}
 	return ids, tokens
-}
-
-// labeled reads one labelled sample, e.g. name{result="admitted"}, from
-// the hub's /metrics (-1 if missing).
-func labeled(mc *metricsClient, name, labels string) float64 {
-	resp, err := mc.c.Get(mc.h.url("/metrics"))
-	if err != nil {
-		return -1
-	}
-	defer resp.Body.Close()
-	want := name + "{" + labels + "}"
-	sc := bufio.NewScanner(resp.Body)
-	for sc.Scan() {
-		if f := strings.Fields(sc.Text()); len(f) == 2 && f[0] == want {
-			v, _ := strconv.ParseFloat(f[1], 64)
-			return v
-		}
-	}
-	return -1
 }
