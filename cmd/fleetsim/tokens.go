@@ -5,16 +5,17 @@ import (
 	"bytes"
 	"cmp"
 	"context"
-	"crypto/tls"
-	"crypto/x509"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"net/http"
+	"net/url"
 	"os"
 	"strings"
 	"time"
+
+	"github.com/fleetwire/fleetwire/agent/trust"
 )
 
 // readTokens reads a tokens file: one "id token" per line; blank lines
@@ -115,17 +116,16 @@ type apiClient struct {
 	http        *http.Client
 }
 
+// newAPIClient trusts the hub's API as the devices trust the hub (the
+// agent's rules: --ca-file and/or --ca-fingerprint, else system roots).
 func newAPIClient(cfg *Config) (*apiClient, error) {
-	tlsCfg := &tls.Config{MinVersion: tls.VersionTLS12}
-	if cfg.CAFile != "" {
-		pem, err := os.ReadFile(cfg.CAFile)
-		if err != nil {
-			return nil, fmt.Errorf("--ca-file: %w", err)
-		}
-		tlsCfg.RootCAs = x509.NewCertPool()
-		if !tlsCfg.RootCAs.AppendCertsFromPEM(pem) {
-			return nil, fmt.Errorf("--ca-file: %s: no PEM certificates found", cfg.CAFile)
-		}
+	u, err := url.Parse(cfg.APIURL)
+	if err != nil {
+		return nil, fmt.Errorf("--api-url: %w", err)
+	}
+	tlsCfg, err := trust.ClientConfig(u.Hostname(), cfg.CAFile, cfg.CAFingerprint)
+	if err != nil {
+		return nil, fmt.Errorf("API TLS: %w", err)
 	}
 	tr := http.DefaultTransport.(*http.Transport).Clone()
 	tr.TLSClientConfig = tlsCfg
