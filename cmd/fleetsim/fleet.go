@@ -139,10 +139,6 @@ type fleet struct {
 	latency      histogram
 	errors       counts // errors by kind
 	commands     counts // answered commands by final state
-
-	// Owned by the reporter goroutine.
-	sessions   uint64
-	reconnects uint64
 }
 
 func (f *fleet) deviceUp() {
