@@ -39,6 +39,9 @@ type IngestBatch struct {
 	DeviceID string
 	Labels   map[string]string
 	Batch    *protocol.Batch
+	// Transport is how the batch arrived: "" for an agent's WebSocket
+	// session, "mqtt" for the MQTT bridge (which never republishes its own).
+	Transport string
 }
 
 // TelemetrySink stores telemetry. Write returns nil once every point is

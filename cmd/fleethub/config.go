@@ -26,6 +26,7 @@ type Config struct {
 	Ingest          IngestConfig    `mapstructure:"ingest"`
 	Log             LogConfig       `mapstructure:"log"`
 	Dashboard       DashboardConfig `mapstructure:"dashboard"`
+	MQTT            MQTTConfig      `mapstructure:"mqtt"`
 }
 
 // DashboardConfig sets dashboard sign-in.
@@ -104,6 +105,7 @@ func defaultConfig() Config {
 			SessionIdle: api.DefaultSessionIdle, SessionMax: api.DefaultSessionMax,
 			LiveFlush: 15 * time.Millisecond,
 		},
+		MQTT: defaultMQTTConfig(),
 	}
 }
 
@@ -163,6 +165,11 @@ func (c *Config) Validate() error {
 	}
 	if c.ShutdownTimeout <= 0 {
 		add("shutdown_timeout: must be > 0")
+	}
+	if c.MQTT.Enabled {
+		if _, err := c.MQTT.bridgeConfig(); err != nil {
+			errs = append(errs, err)
+		}
 	}
 	return errors.Join(errs...)
 }

@@ -31,6 +31,7 @@ import (
 	"github.com/fleetwire/fleetwire/hub/devicews"
 	"github.com/fleetwire/fleetwire/hub/influx"
 	"github.com/fleetwire/fleetwire/hub/live"
+	"github.com/fleetwire/fleetwire/hub/mqtt"
 	"github.com/fleetwire/fleetwire/hub/store"
 	"github.com/fleetwire/fleetwire/protocol"
 )
@@ -48,6 +49,7 @@ type Server struct {
 	ingester *hub.Ingester
 	commands *hub.CommandService
 	live     *live.Broker
+	bridge   *mqtt.Bridge // nil unless mqtt.enabled
 	liveWS   *dashws.Handler
 	cmdStop  context.CancelFunc // stops the command service and the live broker
 	cmdDone  chan struct{}
@@ -187,12 +189,30 @@ func (s *Server) wire() error {
 	cfg := s.cfg
 	m := hub.NewMetrics(s.reg)
 	s.registry = hub.NewRegistry(m)
-	s.ingester = hub.NewIngester(hub.IngestConfig{
-		QueuePoints: cfg.Ingest.QueuePoints, Workers: cfg.Ingest.Workers, MaxWritePoints: cfg.Ingest.MaxWritePoints,
-	}, s.sink, m, s.log)
+	// The ingester is built after the bridge (whose sink may wrap
+	// InfluxDB's for northbound republishing) and reached through this.
+	ingest := &lateIngester{}
 	s.commands = hub.NewCommandService(s.store, s.registry, hub.NewCommandMetrics(s.reg), s.log)
 	s.live = live.New(live.Config{Registerer: s.reg, FlushInterval: cfg.Dashboard.LiveFlush})
 	s.registry.OnPresence(s.live.DeviceState)
+	var sink hub.TelemetrySink = s.sink
+	if cfg.MQTT.Enabled {
+		bc, err := cfg.MQTT.bridgeConfig()
+		if err != nil {
+			return err
+		}
+		bc.Store, bc.Registry, bc.Ingester, bc.Commands, bc.Live = s.store, s.registry, ingest, s.commands, s.live
+		bc.DeadLetters, bc.Registerer, bc.Logger = s.store, s.reg, s.log
+		bc.Limits = protocol.Limits{MaxPoints: cfg.Device.MaxPoints}
+		if s.bridge, err = mqtt.New(bc); err != nil {
+			return err
+		}
+		sink = s.bridge.Sink(sink)
+	}
+	s.ingester = hub.NewIngester(hub.IngestConfig{
+		QueuePoints: cfg.Ingest.QueuePoints, Workers: cfg.Ingest.Workers, MaxWritePoints: cfg.Ingest.MaxWritePoints,
+	}, sink, m, s.log)
+	ingest.Ingester = s.ingester
 	s.devices = devicews.New(devicews.Config{
 		Store: s.store, DeadLetters: s.store, Registry: s.registry, Ingester: s.ingester, Metrics: m, Logger: s.log,
 		Commands: s.commands, Live: s.live,
@@ -242,6 +262,9 @@ func (s *Server) wire() error {
 	return nil
 }
 
+// lateIngester lets the bridge be built before the ingester it submits to.
+type lateIngester struct{ *hub.Ingester }
+
 // publicURL is how browsers reach the hub: public_url, or this host.
 func (s *Server) publicURL() string {
 	if s.cfg.PublicURL != "" {
@@ -288,6 +311,9 @@ func (s *Server) Listen() error {
 		s.commands.Run(ctx)
 		wg.Wait()
 	}()
+	if s.bridge != nil {
+		s.bridge.Start()
+	}
 	s.announce()
 	return nil
 }
@@ -377,6 +403,11 @@ func (s *Server) Close(ctx context.Context) error {
 	}
 	if s.devices != nil {
 		errs = append(errs, s.devices.Close(ctx))
+	}
+	if s.bridge != nil {
+		// Before the ingester: messages in hand are stored and acked while
+		// the connection is still up to carry the acks.
+		errs = append(errs, s.bridge.Close(ctx))
 	}
 	if s.cmdStop != nil {
 		s.cmdStop()

@@ -45,7 +45,7 @@ func (s *Store) CreateDevice(ctx context.Context, id string, labels map[string]s
 	if err != nil {
 		return hub.Device{}, "", fmt.Errorf("insert device: %w", err)
 	}
-	d := hub.Device{ID: id, Labels: labels, CreatedAt: fromNano(unixNano(now)), Transport: "ws"}
+	d := hub.Device{ID: id, Labels: labels, CreatedAt: fromNano(unixNano(now)), Transport: TransportWS}
 	return d, token, nil
 }
 
@@ -91,6 +91,23 @@ func (s *Store) RevokeDevice(ctx context.Context, id string) error {
 		`UPDATE devices SET revoked_at = coalesce(revoked_at, ?) WHERE id = ?`,
 		unixNano(s.now()), id)
 	return s.oneRow(res, err, "revoke device", id)
+}
+
+// Transports a device can use (hub.Device.Transport).
+const (
+	TransportWS   = "ws"
+	TransportMQTT = "mqtt"
+)
+
+// SetDeviceTransport records how a device reaches the hub: TransportWS
+// (the agent, the default) or TransportMQTT (the MQTT bridge).
+// ErrNotFound if there is no such device.
+func (s *Store) SetDeviceTransport(ctx context.Context, id, transport string) error {
+	if transport != TransportWS && transport != TransportMQTT {
+		return fmt.Errorf("%w: transport %q (want %s or %s)", hub.ErrInvalidInput, transport, TransportWS, TransportMQTT)
+	}
+	res, err := s.db.ExecContext(ctx, `UPDATE devices SET transport = ? WHERE id = ?`, transport, id)
+	return s.oneRow(res, err, "set device transport", id)
 }
 
 // DeleteDevice removes a device and its token. ErrNotFound if there is none.

@@ -508,3 +508,24 @@ func BenchmarkAuthenticateDevice(b *testing.B) {
 		}
 	})
 }
+
+func TestSetDeviceTransport(t *testing.T) {
+	ctx := context.Background()
+	s, _ := openTest(t)
+	mustCreate(t, s, "esp-1", nil)
+	if err := s.SetDeviceTransport(ctx, "esp-1", TransportMQTT); err != nil {
+		t.Fatal(err)
+	}
+	if d, err := s.GetDevice(ctx, "esp-1"); err != nil || d.Transport != TransportMQTT {
+		t.Fatalf("after SetDeviceTransport(mqtt): %+v, %v", d, err)
+	}
+	if err := s.SetDeviceTransport(ctx, "nope", TransportMQTT); !errors.Is(err, hub.ErrNotFound) {
+		t.Errorf("unknown device: err %v, want ErrNotFound", err)
+	}
+	if err := s.SetDeviceTransport(ctx, "esp-1", "carrier-pigeon"); !errors.Is(err, hub.ErrInvalidInput) {
+		t.Errorf("unknown transport: err %v, want ErrInvalidInput", err)
+	}
+	if d, _ := s.GetDevice(ctx, "esp-1"); d.Transport != TransportMQTT {
+		t.Errorf("a refused change changed the transport to %q", d.Transport)
+	}
+}

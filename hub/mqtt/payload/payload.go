@@ -1,6 +1,7 @@
 package payload
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
 	"math"
@@ -19,6 +20,9 @@ const (
 	FormatLine      Format = "line"
 	FormatSenMLJSON Format = "senml+json"
 	FormatSenMLCBOR Format = "senml+cbor"
+	// FormatAuto picks one of the others from the payload's first bytes
+	// (see Detect).
+	FormatAuto Format = "auto"
 )
 
 // MaxPayloadBytes is the largest payload Decode accepts. protocol.Limits
@@ -43,11 +47,11 @@ var (
 	ErrUnknownFormat = errors.New("unknown payload format")
 )
 
-// ParseFormat maps a format name ("cbor", "json", "line", "senml+json",
-// "senml+cbor") to its Format.
+// ParseFormat maps a format name ("auto", "cbor", "json", "line",
+// "senml+json", "senml+cbor") to its Format.
 func ParseFormat(s string) (Format, error) {
 	switch f := Format(s); f {
-	case FormatCBOR, FormatJSON, FormatLine, FormatSenMLJSON, FormatSenMLCBOR:
+	case FormatCBOR, FormatJSON, FormatLine, FormatSenMLJSON, FormatSenMLCBOR, FormatAuto:
 		return f, nil
 	}
 	return "", fmt.Errorf("%w: %q", ErrUnknownFormat, s)
@@ -65,6 +69,9 @@ func Decode(format Format, payload []byte, now time.Time, lim protocol.Limits) (
 	}
 	if len(payload) == 0 {
 		return nil, fmt.Errorf("%w: empty payload", ErrInvalid)
+	}
+	if format == FormatAuto {
+		format = Detect(payload)
 	}
 	b := newBuilder(now, lim)
 	var err error
@@ -84,6 +91,28 @@ func Decode(format Format, payload []byte, now time.Time, lim protocol.Limits) (
 		return nil, fmt.Errorf("%w: %s: %v", ErrInvalid, format, err)
 	}
 	return b.batch()
+}
+
+// Detect names the format of a payload from its first bytes: a JSON
+// object is "json", a JSON array "senml+json"; a CBOR array whose first
+// item is a map is "senml+cbor", any other CBOR array the protocol's batch
+// ("cbor", an array of type and body); everything else is "line". The
+// formats cannot be confused: JSON and line protocol are text starting with
+// '{', '[' or a measurement name, CBOR arrays start with bytes 0x80..0x9f.
+func Detect(payload []byte) Format {
+	text := bytes.TrimLeft(payload, " \t\r\n")
+	switch {
+	case len(text) > 0 && text[0] == '{':
+		return FormatJSON
+	case len(text) > 0 && text[0] == '[':
+		return FormatSenMLJSON
+	case len(payload) > 1 && payload[0] >= 0x80 && payload[0] <= 0x9f:
+		if payload[1]>>5 == 5 { // major type 5: map
+			return FormatSenMLCBOR
+		}
+		return FormatCBOR
+	}
+	return FormatLine
 }
 
 // builder collects points with absolute times and turns them into a batch.

@@ -1,0 +1,268 @@
+package mqtt
+
+import (
+	"context"
+	"crypto/sha256"
+	"errors"
+	"fmt"
+	"strings"
+	"sync"
+	"time"
+
+	paho "github.com/eclipse/paho.mqtt.golang"
+
+	"github.com/fleetwire/fleetwire/hub"
+	"github.com/fleetwire/fleetwire/hub/mqtt/payload"
+	"github.com/fleetwire/fleetwire/hub/store"
+	"github.com/fleetwire/fleetwire/protocol"
+)
+
+// telemetry decodes, publishes live and stores one telemetry message; it
+// is acked once InfluxDB accepted it.
+func (b *Bridge) telemetry(m paho.Message, r Route, dev string) {
+	data := m.Payload()
+	if len(data) > b.cfg.MaxPayloadBytes {
+		b.refuse(m, reasonOversize, dev, fmt.Errorf("%d bytes > %d", len(data), b.cfg.MaxPayloadBytes))
+		return
+	}
+	d, reason, err := b.device(dev)
+	if err != nil {
+		if reason == "" { // the registry failed us: not the message's fault
+			b.log.Error("mqtt device lookup", "device", dev, "err", err)
+			b.release(m, false)
+			return
+		}
+		b.refuse(m, reason, dev, err)
+		return
+	}
+	now := b.cfg.Clock()
+	batch, err := payload.Decode(r.Format, data, now, b.cfg.Limits)
+	if err != nil {
+		reason := reasonMalformed
+		if strings.Contains(err.Error(), `"`+protocol.DeviceTag+`" is reserved`) {
+			reason = reasonInjection // a payload naming a device: it may only be its topic's
+		}
+		b.deadLetter(dev, m.Topic(), len(data), err)
+		b.refuse(m, reason, dev, err)
+		return
+	}
+	key := messageKey(m.Topic(), data)
+	e, st := b.dedupe.begin(key, m)
+	switch st {
+	case alreadyStored:
+		b.metrics.duplicates.Inc()
+		b.release(m, true)
+		return
+	case joined:
+		b.metrics.duplicates.Inc() // settled with the original, still being stored
+		return
+	}
+	b.seen(d, false, now)
+	if b.cfg.Live != nil {
+		b.cfg.Live.Publish(dev, batch)
+	}
+	ib := &hub.IngestBatch{DeviceID: dev, Labels: d.Labels, Batch: batch, Transport: store.TransportMQTT}
+	n := len(batch.Points)
+	err = b.cfg.Ingester.Submit(b.ctx, ib, func(err error) {
+		if err == nil {
+			b.metrics.points.Add(float64(n))
+		}
+		b.stored(key, e, err == nil)
+	})
+	if err != nil { // shutting down: the broker keeps the message
+		b.stored(key, e, false)
+	}
+}
+
+// stored settles a message (and any redelivered copies waiting on it):
+// acked if its points are stored, left to the broker otherwise.
+func (b *Bridge) stored(key [16]byte, e *dedupeEntry, ok bool) {
+	for _, m := range b.dedupe.finish(key, e, ok) {
+		b.release(m, ok)
+	}
+}
+
+func (b *Bridge) deadLetter(dev, topic string, size int, derr error) {
+	if b.cfg.DeadLetters == nil {
+		return
+	}
+	ctx, cancel := context.WithTimeout(b.ctx, 5*time.Second)
+	defer cancel()
+	dl := []hub.DeadLetter{{DeviceID: dev, Line: fmt.Sprintf("mqtt topic=%s bytes=%d", topic, size), Error: derr.Error(), At: b.cfg.Clock()}}
+	if err := b.cfg.DeadLetters.AddDeadLetters(ctx, dl); err != nil {
+		b.log.Error("record invalid mqtt payload", "device", dev, "err", err)
+	}
+}
+
+// device returns a registered, unrevoked device, creating it if
+// AutoCreate is on. On error, reason is the refusal reason, or "" when the
+// registry itself failed.
+func (b *Bridge) device(id string) (hub.Device, string, error) {
+	ctx, cancel := context.WithTimeout(b.ctx, 5*time.Second)
+	defer cancel()
+	d, err := b.devices.get(ctx, id)
+	if errors.Is(err, hub.ErrNotFound) && b.cfg.AutoCreate {
+		d, _, err = b.cfg.Store.CreateDevice(ctx, id, b.cfg.AutoCreateLabels)
+		if errors.Is(err, hub.ErrConflict) { // created meanwhile
+			b.devices.forget(id)
+			d, err = b.devices.get(ctx, id)
+		} else if err == nil {
+			b.log.Info("mqtt device registered on first message (auto_create)", "device", id)
+			b.devices.forget(id)
+		}
+	}
+	switch {
+	case errors.Is(err, hub.ErrNotFound):
+		return d, reasonUnknownDevice, err
+	case err != nil:
+		return d, "", err
+	case d.Revoked:
+		return d, reasonRevoked, fmt.Errorf("device %s: %w", id, hub.ErrRevoked)
+	}
+	return d, "", nil
+}
+
+// deviceCache keeps registry lookups for a while: every message names its
+// device, and SQLite need not answer each one. Revocation and deletion
+// close the device's session, which forgets the entry at once.
+type deviceCache struct {
+	st    Store
+	clock func() time.Time
+	mu    sync.Mutex
+	m     map[string]cachedDevice
+}
+
+type cachedDevice struct {
+	d   hub.Device
+	err error // nil or ErrNotFound
+	at  time.Time
+}
+
+const (
+	deviceCacheTTL    = 30 * time.Second
+	unknownCacheTTL   = 5 * time.Second // unknown ids: short, so a registration shows soon
+	deviceCacheLimit  = 100_000         // entries; a flood of made-up ids empties the cache
+	dedupeEntries     = 1 << 16         // messages remembered for redelivery detection
+	touchInterval     = time.Minute     // last-seen updates per online device at most this often
+	presenceTickRatio = 4               // presence checks per PresenceTimeout
+)
+
+func newDeviceCache(st Store, clock func() time.Time) *deviceCache {
+	return &deviceCache{st: st, clock: clock, m: map[string]cachedDevice{}}
+}
+
+func (c *deviceCache) get(ctx context.Context, id string) (hub.Device, error) {
+	now := c.clock()
+	c.mu.Lock()
+	e, ok := c.m[id]
+	c.mu.Unlock()
+	ttl := deviceCacheTTL
+	if e.err != nil {
+		ttl = unknownCacheTTL
+	}
+	if ok && now.Sub(e.at) < ttl {
+		return e.d, e.err
+	}
+	d, err := c.st.GetDevice(ctx, id)
+	if err != nil && !errors.Is(err, hub.ErrNotFound) {
+		return d, err
+	}
+	c.mu.Lock()
+	if len(c.m) >= deviceCacheLimit {
+		clear(c.m)
+	}
+	c.m[id] = cachedDevice{d: d, err: err, at: now}
+	c.mu.Unlock()
+	return d, err
+}
+
+func (c *deviceCache) forget(id string) {
+	c.mu.Lock()
+	delete(c.m, id)
+	c.mu.Unlock()
+}
+
+// messageKey identifies a message's content on its topic.
+func messageKey(topic string, data []byte) [16]byte {
+	h := sha256.New()
+	h.Write([]byte(topic))
+	h.Write([]byte{0})
+	h.Write(data)
+	var k [16]byte
+	copy(k[:], h.Sum(nil))
+	return k
+}
+
+// dedupe recognises a broker's redelivery (DUP flag) of a message the
+// bridge already stored or is storing: the broker resends a QoS 1 message
+// whose ack it did not get (a connection lost between our InfluxDB write
+// and our PUBACK), and writing it again would duplicate points that carry
+// no time of their own. It remembers the last dedupeEntries messages.
+type dedupe struct {
+	mu   sync.Mutex
+	m    map[[16]byte]*dedupeEntry
+	ring [][16]byte
+	next int
+}
+
+// dedupeEntry is one remembered message; waiters are the message itself
+// and any redelivered copies, settled together.
+type dedupeEntry struct {
+	stored  bool
+	waiters []paho.Message
+}
+
+func newDedupe(n int) *dedupe {
+	return &dedupe{m: make(map[[16]byte]*dedupeEntry, n), ring: make([][16]byte, n)}
+}
+
+// dedupeState is what begin made of a message.
+type dedupeState int
+
+const (
+	fresh         dedupeState = iota // new: store it
+	alreadyStored                    // a redelivery of a stored message: ack it
+	joined                           // a redelivery of one being stored: settled with it
+)
+
+// begin registers m. A message that is not a redelivery (DUP) is fresh even
+// if its bytes repeat an earlier one's (a sensor without a clock reporting
+// the same value twice).
+func (d *dedupe) begin(key [16]byte, m paho.Message) (*dedupeEntry, dedupeState) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if old, ok := d.m[key]; ok && m.Duplicate() {
+		if old.stored {
+			return old, alreadyStored
+		}
+		old.waiters = append(old.waiters, m)
+		return old, joined
+	}
+	e := &dedupeEntry{waiters: []paho.Message{m}}
+	if _, ok := d.m[key]; !ok {
+		// Entries still being stored are never evicted in practice: at
+		// most MaxPending messages are in hand, far fewer than the ring.
+		if evict := d.ring[d.next]; d.m[evict] != nil && d.m[evict].stored {
+			delete(d.m, evict)
+		}
+		d.ring[d.next] = key
+		d.next = (d.next + 1) % len(d.ring)
+	}
+	d.m[key] = e
+	return e, fresh
+}
+
+// finish settles e and returns the messages to release. A failed message
+// is forgotten so its redelivery is processed afresh.
+func (d *dedupe) finish(key [16]byte, e *dedupeEntry, ok bool) []paho.Message {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	ws := e.waiters
+	e.waiters = nil
+	if ok {
+		e.stored = true
+	} else if d.m[key] == e {
+		delete(d.m, key)
+	}
+	return ws
+}
