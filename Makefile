@@ -45,7 +45,8 @@ FUZZTIME ?= 60s
 FUZZ_TARGETS := ./protocol:FuzzDecode ./protocol:FuzzDecodeBatchFast ./protocol/live:FuzzDecodeClient \
 	./agent/collect:FuzzParseOutput ./hub/influx:FuzzLineProtocolMatchesClient \
 	./hub/mqtt/payload:FuzzDecodeJSON ./hub/mqtt/payload:FuzzDecodeLine ./hub/mqtt/payload:FuzzDecodeSenMLJSON \
-	./hub/mqtt/payload:FuzzDecodeSenMLCBOR ./hub/mqtt/payload:FuzzDecodeCBOR
+	./hub/mqtt/payload:FuzzDecodeSenMLCBOR ./hub/mqtt/payload:FuzzDecodeCBOR \
+	./hub/mqtt/payload:FuzzEncodeJSON ./hub/mqtt:FuzzDecodeResult
 fuzz:
 	@set -e; for t in $(FUZZ_TARGETS); do \
 		echo ">> $${t#*:} ($${t%%:*}, $(FUZZTIME))"; \

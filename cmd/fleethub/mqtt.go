@@ -44,6 +44,7 @@ type MQTTConfig struct {
 	PresenceTimeout  time.Duration     `mapstructure:"presence_timeout"`
 	MaxPayloadBytes  config.ByteSize   `mapstructure:"max_payload_bytes"`
 	MaxPending       int               `mapstructure:"max_pending"`
+	MaxPendingBytes  config.ByteSize   `mapstructure:"max_pending_bytes"`
 	Workers          int               `mapstructure:"workers"`
 
 	Northbound struct {
@@ -65,7 +66,7 @@ func defaultMQTTConfig() MQTTConfig {
 		Brokers: []string{"tcp://127.0.0.1:1883"}, ClientID: "fleethub",
 		Telemetry:     []MQTTRoute{{Topic: mqtt.DefaultTelemetry.String(), Format: string(payload.FormatAuto)}},
 		CommandFormat: string(payload.FormatJSON), KeepAlive: 30 * time.Second, PresenceTimeout: 5 * time.Minute,
-		MaxPayloadBytes: payload.MaxPayloadBytes, MaxPending: 1024, Workers: 4,
+		MaxPayloadBytes: payload.MaxPayloadBytes, MaxPending: 10_000, MaxPendingBytes: 64 << 20, Workers: 4,
 	}
 	c.Topics.Status, c.Topics.Commands, c.Topics.Results = mqtt.DefaultStatus.String(), mqtt.DefaultCommands.String(), mqtt.DefaultResults.String()
 	c.Northbound.Topic, c.Northbound.Format, c.Northbound.QoS = "fleetwire/northbound/{device}/telemetry", string(payload.FormatJSON), 1
@@ -81,7 +82,7 @@ func (c MQTTConfig) bridgeConfig() (mqtt.Config, error) {
 		Brokers: c.Brokers, ClientID: c.ClientID, Username: c.Username, Password: c.Password,
 		KeepAlive: c.KeepAlive, CommandFormat: payload.Format(c.CommandFormat),
 		AutoCreate: c.AutoCreate, AutoCreateLabels: c.AutoCreateLabels, PresenceTimeout: c.PresenceTimeout,
-		MaxPayloadBytes: int(c.MaxPayloadBytes), MaxPending: c.MaxPending, Workers: c.Workers,
+		MaxPayloadBytes: int(c.MaxPayloadBytes), MaxPending: c.MaxPending, MaxPendingBytes: int(c.MaxPendingBytes), Workers: c.Workers,
 	}
 	if len(c.Brokers) == 0 {
 		add("mqtt.brokers: at least one broker URL, e.g. tcp://127.0.0.1:1883")
@@ -95,7 +96,7 @@ func (c MQTTConfig) bridgeConfig() (mqtt.Config, error) {
 		case u.Scheme == "ssl" || u.Scheme == "tls" || u.Scheme == "mqtts" || u.Scheme == "wss":
 			secure = true
 		case u.Scheme != "tcp" && u.Scheme != "mqtt" && u.Scheme != "ws":
-			add("mqtt.brokers: %q: scheme %q (want tcp, ssl, ws or wss)", b, u.Scheme)
+			add("mqtt.brokers: %q: scheme %q (want tcp or mqtt; ssl, tls or mqtts; ws; wss)", b, u.Scheme)
 		}
 	}
 	if c.ClientID == "" {
@@ -112,6 +113,9 @@ func (c MQTTConfig) bridgeConfig() (mqtt.Config, error) {
 	}
 	if c.MaxPending < 1 || c.MaxPending > 1_000_000 {
 		add("mqtt.max_pending: must be 1..1000000")
+	}
+	if c.MaxPendingBytes < 1<<20 || c.MaxPendingBytes > 16<<30 {
+		add("mqtt.max_pending_bytes: must be 1MiB..16GiB")
 	}
 	if c.Workers < 1 || c.Workers > 256 {
 		add("mqtt.workers: must be 1..256")
@@ -170,7 +174,7 @@ func (c MQTTConfig) bridgeConfig() (mqtt.Config, error) {
 	}
 	// What only the assembled config can tell (topics that overlap).
 	if err := mqtt.CheckConfig(out); err != nil {
-		return out, fmt.Errorf("mqtt: %w", err)
+		return out, fmt.Errorf("mqtt.telemetry, mqtt.topics, mqtt.northbound.topic: %w", err)
 	}
 	return out, nil
 }
@@ -179,7 +183,7 @@ func (c MQTTConfig) bridgeConfig() (mqtt.Config, error) {
 func (c MQTTConfig) tlsConfig(secure bool) (*tls.Config, error) {
 	t := c.TLS
 	if !secure {
-		if t.CAFile != "" || t.CertFile != "" {
+		if t.CAFile != "" || t.CertFile != "" || t.KeyFile != "" || t.ServerName != "" {
 			return nil, errors.New("mqtt.tls: set, but no broker uses ssl:// or wss://")
 		}
 		return nil, nil

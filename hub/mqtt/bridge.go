@@ -99,12 +99,17 @@ type Config struct {
 	// MaxPayloadBytes refuses larger payloads; default and at most
 	// payload.MaxPayloadBytes.
 	MaxPayloadBytes int
-	// MaxPending bounds messages received and not yet acked; past it
-	// messages stay unacked and the bridge reconnects to have the broker
-	// send them again. Default 1024.
-	MaxPending int
-	Workers    int // messages processed at once, default 4
-	Limits     protocol.Limits
+	// MaxPending and MaxPendingBytes bound the messages (and their
+	// payload bytes) received and not yet acked. Past either, messages stay
+	// unacked and, once those in hand are stored, the bridge reconnects to
+	// have the broker send them again. Brokers bound the unacked QoS 1
+	// messages they send a client only loosely (Mosquitto's
+	// max_inflight_messages does not hold while acks flow), so these are
+	// the bridge's own memory bound. Defaults 10,000 and 64 MiB.
+	MaxPending      int
+	MaxPendingBytes int
+	Workers         int // messages processed at once, default 4
+	Limits          protocol.Limits
 
 	// Northbound, if set, republishes agent devices' telemetry (see
 	// Bridge.Sink).
@@ -157,7 +162,10 @@ func (c *Config) setDefaults() {
 		c.MaxPayloadBytes = payload.MaxPayloadBytes
 	}
 	if c.MaxPending <= 0 {
-		c.MaxPending = 1024
+		c.MaxPending = 10_000
+	}
+	if c.MaxPendingBytes <= 0 {
+		c.MaxPendingBytes = 64 << 20
 	}
 	if c.Workers <= 0 {
 		c.Workers = 4
@@ -236,12 +244,15 @@ type Bridge struct {
 	metrics *metrics
 	client  paho.Client
 
-	queue   chan paho.Message
-	pending sync.WaitGroup // messages taken from paho and not yet done with
-	closing atomic.Bool
+	queue        chan paho.Message
+	pending      counter      // messages taken from paho and not yet done with
+	pendingBytes atomic.Int64 // their payload bytes
+	closing      atomic.Bool
 	// resyncing is set while the bridge reconnects after an overflow: new
 	// messages are left unacked for the broker to send again.
 	resyncing atomic.Bool
+
+	reconnectMu sync.Mutex // one reconnect at a time, none after Close
 
 	ctx    context.Context // ends at Close: workers stop, blocked submits return
 	cancel context.CancelFunc
@@ -314,17 +325,15 @@ func (b *Bridge) Start() {
 // Messages not acked by then stay with the broker for the next start.
 func (b *Bridge) Close(ctx context.Context) error {
 	b.closing.Store(true)
-	done := make(chan struct{})
-	go func() { b.pending.Wait(); close(done) }()
 	var err error
-	select {
-	case <-done:
-	case <-ctx.Done():
-		err = fmt.Errorf("mqtt bridge: %d messages not acked at shutdown (the broker sends them again): %w", len(b.queue), ctx.Err())
+	if werr := b.pending.wait(ctx); werr != nil {
+		err = fmt.Errorf("mqtt bridge: %d messages not acked at shutdown (the broker sends them again): %w", b.pending.count(), werr)
 	}
 	b.cancel()
 	b.wg.Wait()
+	b.reconnectMu.Lock()
 	b.client.Disconnect(250)
+	b.reconnectMu.Unlock()
 	b.allOffline()
 	b.metrics.connected.Set(0)
 	return err
@@ -359,14 +368,20 @@ func (b *Bridge) onLost(_ paho.Client, err error) {
 }
 
 // reconnect drops the connection and connects again (the broker then
-// resends every unacked QoS 1 message of the session).
+// resends every unacked QoS 1 message of the session). Disconnect returns
+// once paho's router has stopped, so no message of the old connection
+// reaches receive after it; resyncing ends before the new connection can
+// deliver anything, or its first messages would be dropped unacked.
 func (b *Bridge) reconnect() {
+	b.reconnectMu.Lock()
+	defer b.reconnectMu.Unlock()
 	if b.closing.Load() {
 		return
 	}
 	b.client.Disconnect(250)
 	b.metrics.connected.Set(0)
 	b.allOffline()
+	b.resyncing.Store(false)
 	if !b.closing.Load() {
 		b.client.Connect()
 	}
@@ -379,25 +394,45 @@ func (b *Bridge) receive(_ paho.Client, m paho.Message) {
 	if b.closing.Load() || b.resyncing.Load() {
 		return // unacked: the broker keeps it for the session
 	}
-	b.pending.Add(1)
-	select {
-	case b.queue <- m:
-		b.metrics.pending.Inc()
-	default:
-		b.pending.Done()
-		b.metrics.overflows.Inc()
-		if b.resyncing.CompareAndSwap(false, true) {
-			b.log.Warn("mqtt queue full (max_pending); reconnecting once it drains so the broker resends what was not taken", "max_pending", b.cfg.MaxPending)
-			go b.resync()
+	size := int64(len(m.Payload()))
+	// Messages in hand include those waiting for InfluxDB in the ingester,
+	// not only those queued here; one is always taken, however large.
+	if b.pending.tryAdd(b.cfg.MaxPending) {
+		if n := b.pendingBytes.Add(size); n == size || n <= int64(b.cfg.MaxPendingBytes) {
+			select {
+			case b.queue <- m:
+				b.metrics.pending.Inc()
+				return
+			default: // cannot happen: the queue holds MaxPending
+			}
 		}
+		b.pendingBytes.Add(-size)
+		b.pending.add(-1)
+	}
+	b.metrics.overflows.Inc()
+	if b.resyncing.CompareAndSwap(false, true) {
+		b.log.Warn("mqtt bridge full (max_pending, max_pending_bytes); reconnecting once the messages in hand are stored, so the broker resends the rest",
+			"max_pending", b.cfg.MaxPending, "max_pending_bytes", b.cfg.MaxPendingBytes)
+		go b.resync()
 	}
 }
 
 // resync waits for the messages in hand, then reconnects.
 func (b *Bridge) resync() {
-	defer b.resyncing.Store(false)
-	b.pending.Wait()
+	if b.pending.wait(b.ctx) != nil {
+		return // closing
+	}
 	b.reconnect()
+}
+
+// retry gives m back to the broker: unacked, and a reconnect once the
+// messages in hand are done makes the broker send it again. For failures
+// that are not the message's (the registry or command store failing).
+func (b *Bridge) retry(m paho.Message) {
+	b.release(m, false)
+	if !b.closing.Load() && b.resyncing.CompareAndSwap(false, true) {
+		go b.resync()
+	}
 }
 
 func (b *Bridge) worker() {
@@ -418,8 +453,9 @@ func (b *Bridge) release(m paho.Message, ack bool) {
 	if ack {
 		m.Ack()
 	}
+	b.pendingBytes.Add(-int64(len(m.Payload())))
 	b.metrics.pending.Dec()
-	b.pending.Done()
+	b.pending.add(-1)
 }
 
 // handle routes one message by its topic.
@@ -464,4 +500,60 @@ func (b *Bridge) refuse(m paho.Message, reason, device string, err error) {
 	b.metrics.refused.WithLabelValues(reason).Inc()
 	b.log.Debug("mqtt message refused", "topic", m.Topic(), "device", device, "reason", reason, "err", err)
 	b.release(m, true)
+}
+
+// counter counts messages in hand and lets shutdown and resync wait for
+// none (a sync.WaitGroup may not be added to while waited on from zero).
+type counter struct {
+	mu   sync.Mutex
+	n    int
+	idle chan struct{} // closed when n reaches 0; nil when nobody waits
+}
+
+func (c *counter) add(d int) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.n += d
+	if c.n == 0 && c.idle != nil {
+		close(c.idle)
+		c.idle = nil
+	}
+}
+
+// tryAdd adds one unless the count is at max already.
+func (c *counter) tryAdd(max int) bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.n >= max {
+		return false
+	}
+	c.n++
+	return true
+}
+
+func (c *counter) count() int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.n
+}
+
+// wait returns when the count is 0, or ctx's error first.
+func (c *counter) wait(ctx context.Context) error {
+	for {
+		c.mu.Lock()
+		if c.n == 0 {
+			c.mu.Unlock()
+			return nil
+		}
+		if c.idle == nil {
+			c.idle = make(chan struct{})
+		}
+		ch := c.idle
+		c.mu.Unlock()
+		select {
+		case <-ch:
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
 }

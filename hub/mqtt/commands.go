@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"strings"
 	"time"
 
@@ -36,9 +37,9 @@ type jsonResult struct {
 	Error      string `json:"error"`
 }
 
-// maxResultBytes bounds a result payload: both outputs at their cap plus
-// room for the rest.
-const maxResultBytes = 2*hub.MaxCommandOutput + 16<<10
+// maxResultBytes bounds a result payload: both outputs at their cap,
+// JSON-escaped (a control byte takes 6), plus room for the rest.
+const maxResultBytes = 2*6*hub.MaxCommandOutput + 16<<10
 
 // SendCommand implements hub.CommandSender: it publishes cmd to the
 // device's command topic with QoS 1 and, once the broker has taken it,
@@ -78,10 +79,10 @@ func (b *Bridge) result(m paho.Message, dev string) {
 		b.refuse(m, reasonBadResult, dev, err)
 		return
 	}
-	if _, reason, err := b.device(dev); err != nil {
+	if _, reason, err := b.device(dev, false); err != nil {
 		if reason == "" {
 			b.log.Error("mqtt device lookup", "device", dev, "err", err)
-			b.release(m, false)
+			b.retry(m)
 			return
 		}
 		b.refuse(m, reason, dev, err)
@@ -101,7 +102,7 @@ func (b *Bridge) result(m paho.Message, dev string) {
 		b.refuse(m, reasonBadResult, dev, err)
 	case err != nil:
 		b.log.Error("record mqtt command result", "device", dev, "id", r.ID, "err", err)
-		b.release(m, false)
+		b.retry(m)
 	default:
 		b.release(m, true)
 	}
@@ -122,7 +123,7 @@ func decodeResult(p []byte) (*protocol.CommandResult, error) {
 		if err := dec.Decode(&j); err != nil {
 			return nil, fmt.Errorf("result JSON: %w", err)
 		}
-		if dec.More() {
+		if _, err := dec.Token(); err != io.EOF {
 			return nil, errors.New("result JSON: data after the object")
 		}
 		r = &protocol.CommandResult{ID: j.ID, State: j.State, ExitCode: j.ExitCode, Stdout: []byte(j.Stdout),

@@ -53,13 +53,14 @@ func (c *clock) advance(d time.Duration) { c.off.Add(int64(d)) }
 type rigOption func(*rigSetup)
 
 type rigSetup struct {
-	cfg  mqtt.Config
-	sink func(hub.TelemetrySink) hub.TelemetrySink
+	broker []mqtttest.Option
+	cfg    mqtt.Config
+	sink   func(hub.TelemetrySink) hub.TelemetrySink
 }
 
 func newRig(t *testing.T, db *influxtest.Server, opts ...rigOption) *rig {
 	t.Helper()
-	r := &rig{t: t, broker: mqtttest.Start(t), db: db, reg: prometheus.NewRegistry(), clock: &clock{}}
+	r := &rig{t: t, db: db, reg: prometheus.NewRegistry(), clock: &clock{}}
 	st, err := store.Open(context.Background(), filepath.Join(t.TempDir(), "fleethub.db"))
 	if err != nil {
 		t.Fatal(err)
@@ -79,13 +80,15 @@ func newRig(t *testing.T, db *influxtest.Server, opts ...rigOption) *rig {
 	}
 	t.Cleanup(sink.Close)
 	setup := rigSetup{cfg: mqtt.Config{
-		Brokers: []string{r.broker.URL}, ClientID: "fleethub-test", MaxReconnect: time.Second,
+		ClientID: "fleethub-test", MaxReconnect: time.Second,
 		Store: st, Registry: r.registry, Commands: r.commands, Live: r.live, DeadLetters: st,
 		Registerer: r.reg, Logger: log, Clock: r.clock.now,
 	}, sink: func(s hub.TelemetrySink) hub.TelemetrySink { return s }}
 	for _, o := range opts {
 		o(&setup)
 	}
+	r.broker = mqtttest.Start(t, setup.broker...)
+	setup.cfg.Brokers = []string{r.broker.URL}
 	late := &lateIngester{}
 	setup.cfg.Ingester = late
 	r.bridge, err = mqtt.New(setup.cfg)

@@ -160,11 +160,11 @@ func (b *Bridge) status(m paho.Message, dev string) {
 		b.refuse(m, reasonBadStatus, dev, err)
 		return
 	}
-	d, reason, err := b.device(dev)
+	d, reason, err := b.device(dev, online)
 	if err != nil {
 		if reason == "" {
 			b.log.Error("mqtt device lookup", "device", dev, "err", err)
-			b.release(m, false)
+			b.retry(m)
 			return
 		}
 		b.refuse(m, reason, dev, err)

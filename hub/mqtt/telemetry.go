@@ -25,11 +25,11 @@ func (b *Bridge) telemetry(m paho.Message, r Route, dev string) {
 		b.refuse(m, reasonOversize, dev, fmt.Errorf("%d bytes > %d", len(data), b.cfg.MaxPayloadBytes))
 		return
 	}
-	d, reason, err := b.device(dev)
+	d, reason, err := b.device(dev, true)
 	if err != nil {
 		if reason == "" { // the registry failed us: not the message's fault
 			b.log.Error("mqtt device lookup", "device", dev, "err", err)
-			b.release(m, false)
+			b.retry(m)
 			return
 		}
 		b.refuse(m, reason, dev, err)
@@ -94,14 +94,15 @@ func (b *Bridge) deadLetter(dev, topic string, size int, derr error) {
 	}
 }
 
-// device returns a registered, unrevoked device, creating it if
-// AutoCreate is on. On error, reason is the refusal reason, or "" when the
-// registry itself failed.
-func (b *Bridge) device(id string) (hub.Device, string, error) {
+// device returns a registered, unrevoked device, creating it if create
+// and AutoCreate are on (telemetry and an "online" status create devices;
+// an "offline" or a result never does). On error, reason is the refusal
+// reason, or "" when the registry itself failed.
+func (b *Bridge) device(id string, create bool) (hub.Device, string, error) {
 	ctx, cancel := context.WithTimeout(b.ctx, 5*time.Second)
 	defer cancel()
 	d, err := b.devices.get(ctx, id)
-	if errors.Is(err, hub.ErrNotFound) && b.cfg.AutoCreate {
+	if errors.Is(err, hub.ErrNotFound) && create && b.cfg.AutoCreate {
 		d, _, err = b.cfg.Store.CreateDevice(ctx, id, b.cfg.AutoCreateLabels)
 		if errors.Is(err, hub.ErrConflict) { // created meanwhile
 			b.devices.forget(id)

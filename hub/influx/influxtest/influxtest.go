@@ -71,22 +71,34 @@ func Start(t testing.TB) *Server {
 	t.Helper()
 	bin := findBinary(t)
 	dir := t.TempDir()
-	httpPort, rpcPort := freePort(t), freePort(t)
-	s := &Server{
-		URL:      fmt.Sprintf("http://127.0.0.1:%d", httpPort),
-		Database: Database,
-		Bucket:   Database + "/autogen",
-		DataDir:  dir,
-		bin:      bin,
-		confPath: filepath.Join(dir, "influxd.conf"),
-		logPath:  filepath.Join(dir, "influxd.log"),
-	}
-	conf := renderConfig(dir, httpPort, rpcPort)
-	if err := os.WriteFile(s.confPath, []byte(conf), 0o600); err != nil {
-		t.Fatalf("influxtest: write config: %v", err)
+	var s *Server
+	// freePort's port is free only until someone else binds it: parallel
+	// tests starting servers can collide, so a bind failure tries new ports.
+	for attempt := 1; ; attempt++ {
+		httpPort, rpcPort := freePort(t), freePort(t)
+		s = &Server{
+			URL:      fmt.Sprintf("http://127.0.0.1:%d", httpPort),
+			Database: Database,
+			Bucket:   Database + "/autogen",
+			DataDir:  dir,
+			bin:      bin,
+			confPath: filepath.Join(dir, "influxd.conf"),
+			logPath:  filepath.Join(dir, "influxd.log"),
+		}
+		conf := renderConfig(dir, httpPort, rpcPort)
+		if err := os.WriteFile(s.confPath, []byte(conf), 0o600); err != nil {
+			t.Fatalf("influxtest: write config: %v", err)
+		}
+		err := s.tryLaunch(t)
+		if err == nil {
+			break
+		}
+		if attempt == 3 || !strings.Contains(s.logTail(), "address already in use") {
+			t.Fatalf("influxtest: influxd not ready: %v\n%s", err, s.logTail())
+		}
+		os.Remove(s.logPath)
 	}
 	t.Cleanup(func() { s.stop(t, false) })
-	s.launch(t)
 	s.exec(t, fmt.Sprintf("CREATE DATABASE %q", Database))
 	return s
 }
@@ -195,6 +207,14 @@ func freePort(t testing.TB) int {
 // answers 204.
 func (s *Server) launch(t testing.TB) {
 	t.Helper()
+	if err := s.tryLaunch(t); err != nil {
+		t.Fatalf("influxtest: influxd not ready: %v\n%s", err, s.logTail())
+	}
+}
+
+// tryLaunch is launch returning a start failure (influxd stopped again).
+func (s *Server) tryLaunch(t testing.TB) error {
+	t.Helper()
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.proc != nil {
@@ -224,8 +244,9 @@ func (s *Server) launch(t testing.TB) {
 		_ = cmd.Process.Kill()
 		<-p.done
 		s.proc = nil
-		t.Fatalf("influxtest: influxd not ready: %v\n%s", err, s.logTail())
+		return err
 	}
+	return nil
 }
 
 // waitReady polls /ping until it answers 204, influxd exits or the start

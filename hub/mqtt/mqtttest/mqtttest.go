@@ -6,11 +6,13 @@
 package mqtttest
 
 import (
+	"errors"
 	"fmt"
 	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strings"
 	"sync"
 	"syscall"
 	"testing"
@@ -43,20 +45,57 @@ type Broker struct {
 	done chan struct{}
 }
 
+// Option changes the generated broker config.
+type Option func(*settings)
+
+type settings struct {
+	maxInflight int
+}
+
+// MaxInflight sets max_inflight_messages: QoS 1 messages sent to one client
+// and not yet acked (Mosquitto's default is 20; Start's is 0, unlimited).
+func MaxInflight(n int) Option { return func(s *settings) { s.maxInflight = n } }
+
 // Start starts mosquitto on 127.0.0.1 (a free port) with persistence in
 // t.TempDir() and registers its stop as cleanup. The binary is
 // $FLEETWIRE_MOSQUITTO, else /usr/sbin/mosquitto, else mosquitto on PATH.
-func Start(t testing.TB) *Broker {
+func Start(t testing.TB, opts ...Option) *Broker {
 	t.Helper()
+	var set settings
+	for _, o := range opts {
+		o(&set)
+	}
 	bin, err := binary()
 	if err != nil {
 		t.Fatalf("mosquitto: %v (Debian package mosquitto: run `make tools`)", err)
 	}
 	b := &Broker{t: t, bin: bin, Dir: t.TempDir()}
-	b.Addr = freeAddr(t)
-	b.URL = "tcp://" + b.Addr
-	host, port, _ := net.SplitHostPort(b.Addr)
 	b.conf = filepath.Join(b.Dir, "mosquitto.conf")
+	// freeAddr's port is free only until someone else binds it: parallel
+	// tests starting servers can collide, so a bind failure tries a new one.
+	for attempt := 1; ; attempt++ {
+		b.Addr = freeAddr(t)
+		b.URL = "tcp://" + b.Addr
+		if err := os.WriteFile(b.conf, []byte(b.render(set)), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		err := b.tryStart()
+		if err == nil {
+			break
+		}
+		if attempt == 3 || !strings.Contains(b.Log(), "Address already in use") {
+			t.Fatalf("%v:\n%s", err, b.Log())
+		}
+		os.Remove(filepath.Join(b.Dir, "mosquitto.log"))
+		os.Remove(filepath.Join(b.Dir, "stdout.log"))
+	}
+	t.Cleanup(b.Stop)
+	return b
+}
+
+// render returns the broker config for b.Addr.
+func (b *Broker) render(set settings) string {
+	host, port, _ := net.SplitHostPort(b.Addr)
 	conf := fmt.Sprintf(`# written by mqtttest
 listener %s %s
 allow_anonymous true
@@ -64,23 +103,18 @@ persistence true
 persistence_location %s/
 autosave_interval 0
 max_queued_messages 0
-max_inflight_messages 0
+max_inflight_messages %d
 log_dest file %s
 log_type error
 log_type warning
 log_type notice
-`, port, host, b.Dir, filepath.Join(b.Dir, "mosquitto.log"))
+`, port, host, b.Dir, set.maxInflight, filepath.Join(b.Dir, "mosquitto.log"))
 	if os.Getuid() == 0 {
 		// Started as root, mosquitto switches to user "mosquitto", which
 		// cannot write the test's temp dir; stay who we are.
 		conf += "user root\n"
 	}
-	if err := os.WriteFile(b.conf, []byte(conf), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	b.start()
-	t.Cleanup(b.Stop)
-	return b
+	return conf
 }
 
 func binary() (string, error) {
@@ -109,15 +143,22 @@ func freeAddr(t testing.TB) string {
 // start runs mosquitto and waits until it accepts connections.
 func (b *Broker) start() {
 	b.t.Helper()
+	if err := b.tryStart(); err != nil {
+		b.t.Fatalf("%v:\n%s", err, b.Log())
+	}
+}
+
+// tryStart is start returning a failure (mosquitto stopped again).
+func (b *Broker) tryStart() error {
 	cmd := exec.Command(b.bin, "-c", b.conf)
 	out, err := os.OpenFile(filepath.Join(b.Dir, "stdout.log"), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
 	if err != nil {
-		b.t.Fatal(err)
+		return err
 	}
 	cmd.Stdout, cmd.Stderr = out, out
 	if err := cmd.Start(); err != nil {
 		out.Close()
-		b.t.Fatalf("start mosquitto: %v", err)
+		return fmt.Errorf("start mosquitto: %w", err)
 	}
 	done := make(chan struct{})
 	go func() { cmd.Wait(); out.Close(); close(done) }()
@@ -128,15 +169,19 @@ func (b *Broker) start() {
 	for {
 		select {
 		case <-done:
-			b.t.Fatalf("mosquitto exited at start:\n%s", b.Log())
+			b.mu.Lock()
+			b.cmd = nil
+			b.mu.Unlock()
+			return errors.New("mosquitto exited at start")
 		default:
 		}
 		if c, err := net.DialTimeout("tcp", b.Addr, time.Second); err == nil {
 			c.Close()
-			return
+			return nil
 		}
 		if time.Now().After(deadline) {
-			b.t.Fatalf("mosquitto not accepting on %s after %s:\n%s", b.Addr, startTimeout, b.Log())
+			b.Kill()
+			return fmt.Errorf("mosquitto not accepting on %s after %s", b.Addr, startTimeout)
 		}
 		time.Sleep(20 * time.Millisecond) // poll interval while it starts
 	}

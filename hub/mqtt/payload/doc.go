@@ -2,7 +2,7 @@
 // hub's own batch type, so it shares the protocol's validation (SPEC.md
 // "Limits", "Names") and InfluxDB schema (SPEC.md "InfluxDB schema").
 //
-// Every decoded batch has Seq 0 (the MQTT bridge assigns sequence numbers),
+// Every decoded batch has Seq 0 (the MQTT bridge's batches need none),
 // BaseTime set to the earliest point time in Unix milliseconds and each
 // point's DT relative to it. It passes protocol's (*Batch).Validate with the
 // caller's Limits. Payloads larger than MaxPayloadBytes are refused before

@@ -49,6 +49,11 @@ func encodeValue(v any) (json.RawMessage, error) {
 		return json.RawMessage(s), nil
 	case int64:
 		return json.RawMessage(strconv.FormatInt(v, 10)), nil
+	case uint64: // Validate keeps these within int64
+		if v > math.MaxInt64 {
+			return nil, fmt.Errorf("%d overflows int64", v)
+		}
+		return json.RawMessage(strconv.FormatUint(v, 10)), nil
 	case bool, string:
 		return json.Marshal(v)
 	}

@@ -106,13 +106,26 @@ func Detect(payload []byte) Format {
 		return FormatJSON
 	case len(text) > 0 && text[0] == '[':
 		return FormatSenMLJSON
-	case len(payload) > 1 && payload[0] >= 0x80 && payload[0] <= 0x9f:
-		if payload[1]>>5 == 5 { // major type 5: map
+	case len(payload) > 1 && payload[0]>>5 == 4: // CBOR major type 4: array
+		if first := cborArrayItem(payload); first < len(payload) && payload[first]>>5 == 5 { // 5: map
 			return FormatSenMLCBOR
 		}
 		return FormatCBOR
 	}
 	return FormatLine
+}
+
+// cborArrayItem returns the offset of the first item of the CBOR array
+// whose head starts data (RFC 8949 §3: the length follows in 0, 1, 2, 4 or
+// 8 bytes; 31 is indefinite). Malformed heads give len(data).
+func cborArrayItem(data []byte) int {
+	switch info := data[0] & 0x1f; {
+	case info < 24 || info == 31:
+		return 1
+	case info <= 27:
+		return 1 + 1<<(info-24)
+	}
+	return len(data)
 }
 
 // builder collects points with absolute times and turns them into a batch.
