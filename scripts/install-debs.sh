@@ -8,6 +8,7 @@ command -v chromium >/dev/null 2>&1 || need+=(chromium)   # dashboard tests driv
 command -v npm >/dev/null 2>&1 || need+=(nodejs npm)      # dashboard build (Node 20.19+)
 command -v mosquitto >/dev/null 2>&1 || [ -x /usr/sbin/mosquitto ] || need+=(mosquitto)   # MQTT bridge tests: a real broker
 command -v mosquitto_pub >/dev/null 2>&1 || need+=(mosquitto-clients)
+command -v xxd >/dev/null 2>&1 || need+=(xxd)                 # protocol/MQTT.md's CBOR examples, run by a test
 if ((${#need[@]} == 0)); then
 	exit 0
 fi

@@ -1,0 +1,163 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/fleetwire/fleetwire/hub/influx/influxtest"
+	"github.com/fleetwire/fleetwire/hub/mqtt/mqtttest"
+	"github.com/fleetwire/fleetwire/hub/store"
+)
+
+// docBlocks returns the ```sh blocks of protocol/MQTT.md that run
+// mosquitto_pub, in document order.
+func docBlocks(t *testing.T) []string {
+	t.Helper()
+	doc, err := os.ReadFile("../../protocol/MQTT.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out []string
+	for _, m := range regexp.MustCompile("(?s)```sh\n(.*?)```").FindAllStringSubmatch(string(doc), -1) {
+		if strings.Contains(m[1], "mosquitto_pub") {
+			out = append(out, m[1])
+		}
+	}
+	return out
+}
+
+// TestMQTTDocExamples runs the whole hub with the bridge enabled (config
+// file, as an operator would) against real Mosquitto and InfluxDB, and
+// runs every mosquitto_pub example of protocol/MQTT.md against it: each
+// telemetry example is stored, the status example brings the device
+// online, and nothing is refused.
+func TestMQTTDocExamples(t *testing.T) {
+	t.Parallel()
+	ix := influxtest.Start(t)
+	broker := mqtttest.Start(t)
+	dir := t.TempDir()
+	st, err := store.Open(context.Background(), filepath.Join(dir, "fleethub.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := st.CreateDevice(context.Background(), "esp32-kitchen", map[string]string{"room": "kitchen"}); err != nil {
+		t.Fatal(err)
+	}
+	st.Close()
+	conf := writeConfig(t, fmt.Sprintf("mqtt:\n  enabled: true\n  brokers: [%q]\n  client_id: fleethub-doc\n", broker.URL))
+	var out, logs syncBuf
+	m := NewMain(&out, &logs)
+	if err := m.ParseFlags([]string{"--config", conf, "--data_dir", dir, "--listen", "127.0.0.1:0", "--influx.url", ix.URL, "--influx.bucket", ix.Bucket}); err != nil {
+		t.Fatal(err)
+	}
+	started := make(chan *Server, 1)
+	m.Started = func(s *Server) { started <- s }
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- m.Run(ctx) }()
+	t.Cleanup(func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("Run: %v", err)
+		}
+	})
+	var srv *Server
+	select {
+	case srv = <-started:
+	case err := <-done:
+		t.Fatalf("hub exited: %v\n%s", err, logs.String())
+	}
+	metric := func(name string) float64 { return gatherSum(t, srv, name) }
+	waitFor(t, 20*time.Second, "bridge connected", func() bool { return metric("fleethub_mqtt_connected") == 1 })
+
+	_, port, _ := strings.Cut(broker.Addr, ":")
+	work := t.TempDir()
+	blocks := docBlocks(t)
+	if len(blocks) < 7 {
+		t.Fatalf("found %d mosquitto_pub examples in protocol/MQTT.md, want one per format, status and result", len(blocks))
+	}
+	for i, block := range blocks {
+		if strings.Contains(block, "/results") {
+			continue // answers a command id of the document's own; covered by hub/mqtt's command tests
+		}
+		script := strings.ReplaceAll(block, "-p 1883", "-p "+port)
+		before := metric("fleethub_mqtt_points_stored_total")
+		// Its own process group: an example may leave a device's
+		// connection running in the background, killed below.
+		cmd := exec.Command("sh", "-ec", script)
+		cmd.Dir = work
+		cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+		outPath := filepath.Join(work, fmt.Sprintf("example-%d.out", i))
+		f, err := os.Create(outPath)
+		if err != nil {
+			t.Fatal(err)
+		}
+		cmd.Stdout, cmd.Stderr = f, f
+		err = cmd.Run()
+		f.Close()
+		pgid := cmd.Process.Pid
+		t.Cleanup(func() { syscall.Kill(-pgid, syscall.SIGKILL) })
+		if err != nil {
+			b, _ := os.ReadFile(outPath)
+			t.Fatalf("example %d failed: %v\n%s\n%s", i, err, script, b)
+		}
+		switch {
+		case strings.Contains(block, "/telemetry"):
+			waitFor(t, 20*time.Second, fmt.Sprintf("example %d's points stored", i), func() bool { return metric("fleethub_mqtt_points_stored_total") > before })
+		case strings.Contains(block, "/status"):
+			waitFor(t, 10*time.Second, "esp32-kitchen online", func() bool { return srv.registry.Online("esp32-kitchen") })
+			// The device's connection dies: its last will takes it offline.
+			syscall.Kill(-pgid, syscall.SIGKILL)
+			waitFor(t, 10*time.Second, "esp32-kitchen offline by its last will", func() bool { return !srv.registry.Online("esp32-kitchen") })
+		}
+		if n := metric("fleethub_mqtt_refused_total"); n != 0 {
+			t.Fatalf("example %d refused (%v refusals):\n%s\nhub log:\n%s", i, n, block, logs.String())
+		}
+	}
+	d, err := srv.store.GetDevice(context.Background(), "esp32-kitchen")
+	if err != nil || d.Transport != store.TransportMQTT || d.LastSeen == nil {
+		t.Errorf("esp32-kitchen after the examples: %+v, %v", d, err)
+	}
+	if n := ix.CountPoints(t, "env", "temperature_c", "esp32-kitchen"); n == 0 {
+		t.Errorf("no env.temperature_c of esp32-kitchen in InfluxDB")
+	}
+}
+
+// gatherSum sums every series of a metric on the hub's registry.
+func gatherSum(t *testing.T, s *Server, name string) float64 {
+	t.Helper()
+	mfs, err := s.reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	sum := 0.0
+	for _, mf := range mfs {
+		if mf.GetName() != name {
+			continue
+		}
+		for _, m := range mf.GetMetric() {
+			sum += m.GetCounter().GetValue() + m.GetGauge().GetValue()
+		}
+	}
+	return sum
+}
+
+// waitFor polls cond until it holds or the deadline passes.
+func waitFor(t *testing.T, within time.Duration, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(within)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("after %s: not %s", within, what)
+		}
+		time.Sleep(20 * time.Millisecond) // poll interval
+	}
+}
