@@ -48,7 +48,7 @@ func printDeviceTable(w io.Writer, devices []device, now time.Time) error {
 func printDevice(w io.Writer, d device, now time.Time) {
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
 	fmt.Fprintf(tw, "ID:\t%s\n", d.ID)
-	fmt.Fprintf(tw, "State:\t%s\n", onlineState(d))
+	fmt.Fprintf(tw, "Online:\t%s\n", onlineState(d))
 	if d.RevokedAt != nil {
 		fmt.Fprintf(tw, "Revoked:\t%s (%s)\n", d.RevokedAt.Local().Format(time.RFC3339), relTime(d.RevokedAt, now))
 	}
