@@ -258,8 +258,9 @@ type Bridge struct {
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
 
-	dedupe  *dedupe
-	devices *deviceCache
+	dedupe   *dedupe
+	devices  *deviceCache
+	refusals logLimiter
 
 	mu       sync.Mutex
 	sessions map[string]*session // online devices
@@ -325,6 +326,10 @@ func (b *Bridge) Start() {
 // Messages not acked by then stay with the broker for the next start.
 func (b *Bridge) Close(ctx context.Context) error {
 	b.closing.Store(true)
+	// After stop no message is taken, so none can be stored after the
+	// wait below and have its ack lost with the connection (the next hub
+	// would store it again).
+	b.pending.stop()
 	var err error
 	if werr := b.pending.wait(ctx); werr != nil {
 		err = fmt.Errorf("mqtt bridge: %d messages not acked at shutdown (the broker sends them again): %w", b.pending.count(), werr)
@@ -394,20 +399,8 @@ func (b *Bridge) receive(_ paho.Client, m paho.Message) {
 	if b.closing.Load() || b.resyncing.Load() {
 		return // unacked: the broker keeps it for the session
 	}
-	size := int64(len(m.Payload()))
-	// Messages in hand include those waiting for InfluxDB in the ingester,
-	// not only those queued here; one is always taken, however large.
-	if b.pending.tryAdd(b.cfg.MaxPending) {
-		if n := b.pendingBytes.Add(size); n == size || n <= int64(b.cfg.MaxPendingBytes) {
-			select {
-			case b.queue <- m:
-				b.metrics.pending.Inc()
-				return
-			default: // cannot happen: the queue holds MaxPending
-			}
-		}
-		b.pendingBytes.Add(-size)
-		b.pending.add(-1)
+	if b.take(m) || b.closing.Load() {
+		return
 	}
 	b.metrics.overflows.Inc()
 	if b.resyncing.CompareAndSwap(false, true) {
@@ -415,6 +408,24 @@ func (b *Bridge) receive(_ paho.Client, m paho.Message) {
 			"max_pending", b.cfg.MaxPending, "max_pending_bytes", b.cfg.MaxPendingBytes)
 		go b.resync()
 	}
+}
+
+// take queues m for the workers if the bounds allow. Messages in hand
+// include those waiting for InfluxDB in the ingester, not only those
+// queued here; one is always taken, however large.
+func (b *Bridge) take(m paho.Message) bool {
+	if !b.pending.tryAdd(b.cfg.MaxPending) {
+		return false
+	}
+	size := int64(len(m.Payload()))
+	if n := b.pendingBytes.Add(size); n != size && n > int64(b.cfg.MaxPendingBytes) {
+		b.pendingBytes.Add(-size)
+		b.pending.add(-1)
+		return false
+	}
+	b.queue <- m // never blocks: it holds MaxPending, more than are in hand
+	b.metrics.pending.Inc()
+	return true
 }
 
 // resync waits for the messages in hand, then reconnects.
@@ -498,16 +509,45 @@ func (b *Bridge) handle(m paho.Message) {
 // again would not help), counting why.
 func (b *Bridge) refuse(m paho.Message, reason, device string, err error) {
 	b.metrics.refused.WithLabelValues(reason).Inc()
-	b.log.Debug("mqtt message refused", "topic", m.Topic(), "device", device, "reason", reason, "err", err)
+	if n, ok := b.refusals.allow(reason, b.cfg.Clock()); ok {
+		b.log.Warn("mqtt message refused", "topic", m.Topic(), "device", device, "reason", reason, "err", err, "refused_since_last_log", n)
+	}
 	b.release(m, true)
+}
+
+// logLimiter lets one log line per key through per interval, so a
+// misbehaving fleet cannot flood the log; the metric counts every one.
+type logLimiter struct {
+	mu   sync.Mutex
+	last map[string]time.Time
+	held map[string]int // suppressed since the last line
+}
+
+const refusalLogInterval = 10 * time.Second
+
+// allow reports whether to log key now, and how many were held back.
+func (l *logLimiter) allow(key string, now time.Time) (int, bool) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.last == nil {
+		l.last, l.held = map[string]time.Time{}, map[string]int{}
+	}
+	if t, ok := l.last[key]; ok && now.Sub(t) < refusalLogInterval {
+		l.held[key]++
+		return 0, false
+	}
+	n := l.held[key]
+	l.last[key], l.held[key] = now, 0
+	return n, true
 }
 
 // counter counts messages in hand and lets shutdown and resync wait for
 // none (a sync.WaitGroup may not be added to while waited on from zero).
 type counter struct {
-	mu   sync.Mutex
-	n    int
-	idle chan struct{} // closed when n reaches 0; nil when nobody waits
+	mu      sync.Mutex
+	n       int
+	stopped bool          // tryAdd fails from now on
+	idle    chan struct{} // closed when n reaches 0; nil when nobody waits
 }
 
 func (c *counter) add(d int) {
@@ -520,15 +560,22 @@ func (c *counter) add(d int) {
 	}
 }
 
-// tryAdd adds one unless the count is at max already.
+// tryAdd adds one unless the count is at max already or stop was called.
 func (c *counter) tryAdd(max int) bool {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if c.n >= max {
+	if c.n >= max || c.stopped {
 		return false
 	}
 	c.n++
 	return true
+}
+
+// stop makes every later tryAdd fail.
+func (c *counter) stop() {
+	c.mu.Lock()
+	c.stopped = true
+	c.mu.Unlock()
 }
 
 func (c *counter) count() int {

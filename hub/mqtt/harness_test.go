@@ -133,6 +133,27 @@ func testLogger(t *testing.T) *slog.Logger {
 	return slog.New(slog.DiscardHandler)
 }
 
+// restartBridge closes the bridge as a hub shutdown does and starts a new
+// one with the same config (and session), with fresh metrics.
+func (r *rig) restartBridge() {
+	r.t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	if err := r.bridge.Close(ctx); err != nil {
+		r.t.Fatalf("bridge close: %v", err)
+	}
+	r.reg = prometheus.NewRegistry()
+	cfg := r.cfg
+	cfg.Registerer = r.reg
+	b, err := mqtt.New(cfg)
+	if err != nil {
+		r.t.Fatal(err)
+	}
+	r.bridge = b
+	b.Start()
+	r.waitConnected()
+}
+
 func (r *rig) waitConnected() {
 	r.t.Helper()
 	eventually(r.t, 20*time.Second, "bridge connected", func() bool { return r.metric("fleethub_mqtt_connected", nil) == 1 })

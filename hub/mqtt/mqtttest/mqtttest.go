@@ -232,6 +232,18 @@ func (b *Broker) Restart() {
 	b.start()
 }
 
+// Reset kills the broker and starts a fresh one on the same address
+// without its persistence file: every session, subscription and queued
+// message is gone, as after a broker replaced by a new machine.
+func (b *Broker) Reset() {
+	b.t.Helper()
+	b.Kill()
+	if err := os.Remove(filepath.Join(b.Dir, "mosquitto.db")); err != nil && !os.IsNotExist(err) {
+		b.t.Fatal(err)
+	}
+	b.start()
+}
+
 // Running reports whether the broker process is up.
 func (b *Broker) Running() bool {
 	b.mu.Lock()
