@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/fleetwire/fleetwire/hub/certs"
 	"github.com/fleetwire/fleetwire/hub/influx/influxtest"
 	"github.com/fleetwire/fleetwire/hub/mqtt/mqtttest"
 	"github.com/fleetwire/fleetwire/hub/store"
@@ -159,5 +160,64 @@ func waitFor(t *testing.T, within time.Duration, what string, cond func() bool) 
 			t.Fatalf("after %s: not %s", within, what)
 		}
 		time.Sleep(20 * time.Millisecond) // poll interval
+	}
+}
+
+// TestMQTTOverTLS: the bridge reaches an ssl:// broker trusting the CA
+// in mqtt.tls.ca_file, and refuses one whose certificate it cannot verify.
+func TestMQTTOverTLS(t *testing.T) {
+	t.Parallel()
+	pki := t.TempDir()
+	if _, _, err := certs.Load(pki, "", "", []string{"127.0.0.1"}, nil); err != nil {
+		t.Fatal(err)
+	}
+	other := t.TempDir() // a CA that did not sign the broker's certificate
+	if _, _, err := certs.Load(other, "", "", []string{"127.0.0.1"}, nil); err != nil {
+		t.Fatal(err)
+	}
+	ix := influxtest.Start(t)
+	broker := mqtttest.Start(t, mqtttest.TLS(pki))
+	for _, tc := range []struct {
+		name, ca string
+		connect  bool
+	}{{"trusted", pki, true}, {"untrusted", other, false}} {
+		t.Run(tc.name, func(t *testing.T) {
+			dir := t.TempDir()
+			conf := writeConfig(t, fmt.Sprintf("mqtt:\n  enabled: true\n  brokers: [%q]\n  client_id: fleethub-tls-%s\n  tls:\n    ca_file: %q\n",
+				broker.TLSURL, tc.name, filepath.Join(tc.ca, certs.CAFileName)))
+			var out, logs syncBuf
+			m := NewMain(&out, &logs)
+			if err := m.ParseFlags([]string{"--config", conf, "--data_dir", dir, "--listen", "127.0.0.1:0", "--influx.url", ix.URL, "--influx.bucket", ix.Bucket}); err != nil {
+				t.Fatal(err)
+			}
+			started := make(chan *Server, 1)
+			m.Started = func(s *Server) { started <- s }
+			ctx, cancel := context.WithCancel(context.Background())
+			done := make(chan error, 1)
+			go func() { done <- m.Run(ctx) }()
+			defer func() {
+				cancel()
+				if err := <-done; err != nil {
+					t.Errorf("Run: %v", err)
+				}
+			}()
+			var srv *Server
+			select {
+			case srv = <-started:
+			case err := <-done:
+				t.Fatalf("hub exited: %v\n%s", err, logs.String())
+			}
+			if tc.connect {
+				waitFor(t, 20*time.Second, "bridge connected over TLS", func() bool { return gatherSum(t, srv, "fleethub_mqtt_connected") == 1 })
+				return
+			}
+			// paho reports each failed attempt through the bridge's log.
+			waitFor(t, 20*time.Second, "a certificate error logged", func() bool {
+				return strings.Contains(logs.String(), "certificate signed by unknown authority")
+			})
+			if gatherSum(t, srv, "fleethub_mqtt_connected") != 0 || gatherSum(t, srv, "fleethub_mqtt_connects_total") != 0 {
+				t.Errorf("bridge connected to a broker it cannot verify")
+			}
+		})
 	}
 }

@@ -301,7 +301,8 @@ func (b *Bridge) clientOptions() *paho.ClientOptions {
 		// (queued for the session) arrive without a route: same handler.
 		SetDefaultPublishHandler(b.receive).
 		SetOnConnectHandler(b.onConnect).
-		SetConnectionLostHandler(b.onLost)
+		SetConnectionLostHandler(b.onLost).
+		SetConnectionNotificationHandler(b.onNotification)
 	if c.TLS != nil {
 		o.SetTLSConfig(c.TLS)
 	}
@@ -362,6 +363,21 @@ func (b *Bridge) onConnect(c paho.Client) {
 		return
 	}
 	b.log.Info("mqtt bridge connected", "subscriptions", len(filters))
+}
+
+// onNotification reports failed connection attempts, which paho retries
+// on its own without telling anyone (a wrong CA or password would
+// otherwise only show as a bridge that never connects).
+func (b *Bridge) onNotification(_ paho.Client, n paho.ConnectionNotification) {
+	f, ok := n.(paho.ConnectionNotificationBrokerFailed)
+	if !ok {
+		return
+	}
+	b.metrics.connectFailures.Inc()
+	broker := f.Broker.Redacted()
+	if held, ok := b.refusals.allow("connect "+broker, b.cfg.Clock()); ok {
+		b.log.Warn("mqtt broker connection failed; retrying", "broker", broker, "err", f.Reason, "failures_since_last_log", held)
+	}
 }
 
 func (b *Bridge) onLost(_ paho.Client, err error) {

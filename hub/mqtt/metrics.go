@@ -17,25 +17,27 @@ const (
 
 // metrics are the bridge's Prometheus instruments (fleethub_mqtt_*).
 type metrics struct {
-	connected  prometheus.Gauge
-	connects   prometheus.Counter
-	messages   *prometheus.CounterVec // received, by kind
-	refused    *prometheus.CounterVec // by reason
-	points     prometheus.Counter     // stored
-	duplicates prometheus.Counter
-	pending    prometheus.Gauge
-	overflows  prometheus.Counter
-	commands   prometheus.Counter
-	north      *prometheus.CounterVec // by outcome
+	connected       prometheus.Gauge
+	connects        prometheus.Counter
+	connectFailures prometheus.Counter
+	messages        *prometheus.CounterVec // received, by kind
+	refused         *prometheus.CounterVec // by reason
+	points          prometheus.Counter     // stored
+	duplicates      prometheus.Counter
+	pending         prometheus.Gauge
+	overflows       prometheus.Counter
+	commands        prometheus.Counter
+	north           *prometheus.CounterVec // by outcome
 }
 
 func newMetrics(reg prometheus.Registerer) *metrics {
 	m := &metrics{
-		connected: prometheus.NewGauge(prometheus.GaugeOpts{Name: "fleethub_mqtt_connected", Help: "1 while the bridge is connected to the broker."}),
-		connects:  prometheus.NewCounter(prometheus.CounterOpts{Name: "fleethub_mqtt_connects_total", Help: "Connections made to the broker (reconnects included)."}),
-		messages:  prometheus.NewCounterVec(prometheus.CounterOpts{Name: "fleethub_mqtt_messages_total", Help: "MQTT messages received, by kind (telemetry, status, result, other)."}, []string{"kind"}),
-		refused:   prometheus.NewCounterVec(prometheus.CounterOpts{Name: "fleethub_mqtt_refused_total", Help: "MQTT messages refused (acked and dropped), by reason."}, []string{"reason"}),
-		points:    prometheus.NewCounter(prometheus.CounterOpts{Name: "fleethub_mqtt_points_stored_total", Help: "Points from MQTT devices stored in InfluxDB."}),
+		connected:       prometheus.NewGauge(prometheus.GaugeOpts{Name: "fleethub_mqtt_connected", Help: "1 while the bridge is connected to the broker."}),
+		connects:        prometheus.NewCounter(prometheus.CounterOpts{Name: "fleethub_mqtt_connects_total", Help: "Connections made to the broker (reconnects included)."}),
+		connectFailures: prometheus.NewCounter(prometheus.CounterOpts{Name: "fleethub_mqtt_connect_failures_total", Help: "Failed attempts to connect to a broker (each is retried)."}),
+		messages:        prometheus.NewCounterVec(prometheus.CounterOpts{Name: "fleethub_mqtt_messages_total", Help: "MQTT messages received, by kind (telemetry, status, result, other)."}, []string{"kind"}),
+		refused:         prometheus.NewCounterVec(prometheus.CounterOpts{Name: "fleethub_mqtt_refused_total", Help: "MQTT messages refused (acked and dropped), by reason."}, []string{"reason"}),
+		points:          prometheus.NewCounter(prometheus.CounterOpts{Name: "fleethub_mqtt_points_stored_total", Help: "Points from MQTT devices stored in InfluxDB."}),
 		duplicates: prometheus.NewCounter(prometheus.CounterOpts{Name: "fleethub_mqtt_duplicates_total",
 			Help: "Redelivered messages (DUP) already stored: acked, not written again."}),
 		pending: prometheus.NewGauge(prometheus.GaugeOpts{Name: "fleethub_mqtt_pending_messages", Help: "Messages received and not yet acked to the broker."}),
@@ -49,7 +51,7 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 		m.refused.WithLabelValues(r) // every reason present from the start, at 0
 	}
 	if reg != nil {
-		reg.MustRegister(m.connected, m.connects, m.messages, m.refused, m.points, m.duplicates, m.pending,
+		reg.MustRegister(m.connected, m.connects, m.connectFailures, m.messages, m.refused, m.points, m.duplicates, m.pending,
 			m.overflows, m.commands, m.north)
 	}
 	return m

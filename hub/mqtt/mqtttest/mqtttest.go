@@ -31,6 +31,8 @@ const (
 type Broker struct {
 	// URL is the broker's address for paho, e.g. tcp://127.0.0.1:41234.
 	URL string
+	// TLSURL is the TLS listener's, e.g. ssl://127.0.0.1:41235 (with TLS).
+	TLSURL string
 	// Addr is host:port.
 	Addr string
 	// Dir holds the config, the persistence file and the log.
@@ -50,7 +52,12 @@ type Option func(*settings)
 
 type settings struct {
 	maxInflight int
+	tlsDir      string
 }
+
+// TLS adds a TLS listener (Broker.TLSURL) with the certificate dir holds
+// as hub/certs writes it: ca.pem, server.pem, server-key.pem.
+func TLS(dir string) Option { return func(s *settings) { s.tlsDir = dir } }
 
 // MaxInflight sets max_inflight_messages: QoS 1 messages sent to one client
 // and not yet acked (Mosquitto's default is 20; Start's is 0, unlimited).
@@ -76,6 +83,9 @@ func Start(t testing.TB, opts ...Option) *Broker {
 	for attempt := 1; ; attempt++ {
 		b.Addr = freeAddr(t)
 		b.URL = "tcp://" + b.Addr
+		if set.tlsDir != "" {
+			b.TLSURL = "ssl://" + freeAddr(t)
+		}
 		if err := os.WriteFile(b.conf, []byte(b.render(set)), 0o600); err != nil {
 			t.Fatal(err)
 		}
@@ -109,6 +119,11 @@ log_type error
 log_type warning
 log_type notice
 `, port, host, b.Dir, set.maxInflight, filepath.Join(b.Dir, "mosquitto.log"))
+	if set.tlsDir != "" {
+		tlsHost, tlsPort, _ := net.SplitHostPort(strings.TrimPrefix(b.TLSURL, "ssl://"))
+		conf += fmt.Sprintf("listener %s %s\ncafile %s\ncertfile %s\nkeyfile %s\n", tlsPort, tlsHost,
+			filepath.Join(set.tlsDir, "ca.pem"), filepath.Join(set.tlsDir, "server.pem"), filepath.Join(set.tlsDir, "server-key.pem"))
+	}
 	if os.Getuid() == 0 {
 		// Started as root, mosquitto switches to user "mosquitto", which
 		// cannot write the test's temp dir; stay who we are.
