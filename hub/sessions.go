@@ -19,6 +19,7 @@ type Registry struct {
 	sessions map[string]Session
 	metrics  *Metrics
 	presence func(deviceID string, online bool) // see OnPresence
+	onRevoke []func(deviceID string)            // see OnDisconnect
 }
 
 // NewRegistry returns an empty registry.
@@ -90,12 +91,26 @@ func (r *Registry) Count() int {
 	return len(r.sessions)
 }
 
+// OnDisconnect adds f to hear every Disconnect (a device revoked or
+// deleted), whether or not it has a live session: a transport that caches
+// devices (the MQTT bridge) forgets them at once. Call it before sessions
+// start; f runs outside the registry's lock.
+func (r *Registry) OnDisconnect(f func(deviceID string)) {
+	r.mu.Lock()
+	r.onRevoke = append(r.onRevoke, f)
+	r.mu.Unlock()
+}
+
 // Disconnect closes deviceID's live session, if any, with a reason that
 // tells the agent not to retry (revocation, deletion).
 func (r *Registry) Disconnect(deviceID, reason string) {
 	r.mu.Lock()
 	s := r.sessions[deviceID]
+	hooks := r.onRevoke
 	r.mu.Unlock()
+	for _, f := range hooks {
+		f(deviceID)
+	}
 	if s != nil {
 		s.Close(protocol.CloseRevoked, reason)
 	}

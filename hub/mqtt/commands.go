@@ -51,7 +51,11 @@ func (s *session) SendCommand(ctx context.Context, cmd *protocol.Command) error 
 	if err != nil {
 		return err
 	}
-	tok := b.client.Publish(b.cfg.CommandTopic.Topic(s.dev), 1, false, data)
+	c, epoch := b.conn(), b.epoch.Load()
+	if !c.IsConnectionOpen() {
+		return errors.New("publish command: not connected to the broker")
+	}
+	tok := c.Publish(b.cfg.CommandTopic.Topic(s.dev), 1, false, data)
 	select {
 	case <-tok.Done():
 	case <-ctx.Done():
@@ -59,6 +63,12 @@ func (s *session) SendCommand(ctx context.Context, cmd *protocol.Command) error 
 	}
 	if err := tok.Error(); err != nil {
 		return fmt.Errorf("publish command: %w", err)
+	}
+	// paho completes a publish without error when it resends it after a
+	// reconnect, before any PUBACK: only one whose connection never
+	// changed was surely taken by the broker.
+	if b.epoch.Load() != epoch {
+		return errors.New("publish command: the connection changed before the broker acknowledged; sent again later")
 	}
 	b.metrics.commands.Inc()
 	return b.cfg.Commands.HandleResult(ctx, s.dev, &protocol.CommandResult{ID: cmd.ID, State: "received"})

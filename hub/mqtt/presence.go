@@ -49,6 +49,11 @@ func (s *session) Close(code protocol.CloseCode, reason string) {
 // registered, touched, told it uses MQTT, and gets its pending commands.
 func (b *Bridge) seen(d hub.Device, declared bool, now time.Time) {
 	b.mu.Lock()
+	if t, ok := b.revoked[d.ID]; ok && now.Sub(t) < deviceCacheTTL {
+		// Revoked or deleted after this message's lookup: no session.
+		b.mu.Unlock()
+		return
+	}
 	s := b.sessions[d.ID]
 	isNew := s == nil
 	if isNew {
@@ -79,8 +84,24 @@ func (b *Bridge) seen(d hub.Device, declared bool, now time.Time) {
 	}
 }
 
-// offline ends d's session, if it has one.
-func (b *Bridge) offline(dev string, now time.Time) {
+// forgetDevice hears the registry's Disconnect (revocation, deletion):
+// the device's cached record goes, and for a while no session may start
+// from a message whose lookup came before.
+func (b *Bridge) forgetDevice(dev string) {
+	b.devices.forget(dev)
+	now := b.cfg.Clock()
+	b.mu.Lock()
+	for id, t := range b.revoked {
+		if now.Sub(t) >= deviceCacheTTL {
+			delete(b.revoked, id)
+		}
+	}
+	b.revoked[dev] = now
+	b.mu.Unlock()
+}
+
+// offline ends dev's session and reports whether it had one.
+func (b *Bridge) offline(dev string, now time.Time) bool {
 	b.mu.Lock()
 	s := b.sessions[dev]
 	if s != nil {
@@ -91,6 +112,7 @@ func (b *Bridge) offline(dev string, now time.Time) {
 	if s != nil {
 		b.touch(dev, now)
 	}
+	return s != nil
 }
 
 // allOffline ends every session: without the broker the bridge cannot
@@ -141,13 +163,17 @@ func (b *Bridge) expire(now time.Time) {
 	var quiet []string
 	b.mu.Lock()
 	for dev, s := range b.sessions {
+		// Checked and ended under one lock: a message handled in between
+		// would otherwise be overridden.
 		if !s.declared && now.Sub(s.last) >= b.cfg.PresenceTimeout {
+			delete(b.sessions, dev)
+			b.cfg.Registry.Unregister(dev, s)
 			quiet = append(quiet, dev)
 		}
 	}
 	b.mu.Unlock()
 	for _, dev := range quiet {
-		b.offline(dev, now)
+		b.touch(dev, now)
 	}
 }
 
@@ -158,6 +184,11 @@ func (b *Bridge) status(m paho.Message, dev string) {
 	online, err := parseStatus(m.Payload())
 	if err != nil {
 		b.refuse(m, reasonBadStatus, dev, err)
+		return
+	}
+	if !online && b.offline(dev, b.cfg.Clock()) {
+		// No lookup: a device revoked meanwhile must still go offline.
+		b.release(m, true)
 		return
 	}
 	d, reason, err := b.device(dev, online)
@@ -172,8 +203,6 @@ func (b *Bridge) status(m paho.Message, dev string) {
 	}
 	if online {
 		b.seen(d, true, b.cfg.Clock())
-	} else {
-		b.offline(dev, b.cfg.Clock())
 	}
 	b.release(m, true)
 }

@@ -46,7 +46,7 @@ func (b *Bridge) telemetry(m paho.Message, r Route, dev string) {
 		b.refuse(m, reason, dev, err)
 		return
 	}
-	key := messageKey(m.Topic(), data)
+	key := messageKey(m.Topic(), m.MessageID(), data)
 	e, st := b.dedupe.begin(key, m)
 	switch st {
 	case alreadyStored:
@@ -76,7 +76,7 @@ func (b *Bridge) telemetry(m paho.Message, r Route, dev string) {
 
 // stored settles a message (and any redelivered copies waiting on it):
 // acked if its points are stored, left to the broker otherwise.
-func (b *Bridge) stored(key [16]byte, e *dedupeEntry, ok bool) {
+func (b *Bridge) stored(key dedupeKey, e *dedupeEntry, ok bool) {
 	for _, m := range b.dedupe.finish(key, e, ok) {
 		b.release(m, ok)
 	}
@@ -143,7 +143,6 @@ const (
 	deviceCacheTTL    = 30 * time.Second
 	unknownCacheTTL   = 5 * time.Second // unknown ids: short, so a registration shows soon
 	deviceCacheLimit  = 100_000         // entries; a flood of made-up ids empties the cache
-	dedupeEntries     = 1 << 16         // messages remembered for redelivery detection
 	touchInterval     = time.Minute     // last-seen updates per online device at most this often
 	presenceTickRatio = 4               // presence checks per PresenceTimeout
 )
@@ -183,14 +182,22 @@ func (c *deviceCache) forget(id string) {
 	c.mu.Unlock()
 }
 
-// messageKey identifies a message's content on its topic.
-func messageKey(topic string, data []byte) [16]byte {
+// dedupeKey identifies a message: its topic and bytes, and the packet id
+// the broker gave it. A broker resending an unacked message keeps its
+// packet id (MQTT 3.1.1 §4.4), while two messages with the same bytes
+// (a sensor without a clock reporting the same value) differ in theirs.
+type dedupeKey struct {
+	sum [16]byte
+	id  uint16
+}
+
+func messageKey(topic string, id uint16, data []byte) dedupeKey {
 	h := sha256.New()
 	h.Write([]byte(topic))
 	h.Write([]byte{0})
 	h.Write(data)
-	var k [16]byte
-	copy(k[:], h.Sum(nil))
+	k := dedupeKey{id: id}
+	copy(k.sum[:], h.Sum(nil))
 	return k
 }
 
@@ -198,12 +205,14 @@ func messageKey(topic string, data []byte) [16]byte {
 // bridge already stored or is storing: the broker resends a QoS 1 message
 // whose ack it did not get (a connection lost between our InfluxDB write
 // and our PUBACK), and writing it again would duplicate points that carry
-// no time of their own. It remembers the last dedupeEntries messages.
+// no time of their own. It keeps one entry per packet id, the newest: a
+// broker reuses an id only once the message that had it was acked, so an
+// older entry with that id can never be redelivered. That bounds it to
+// 65,536 entries.
 type dedupe struct {
 	mu   sync.Mutex
-	m    map[[16]byte]*dedupeEntry
-	ring [][16]byte
-	next int
+	m    map[dedupeKey]*dedupeEntry
+	byID map[uint16]dedupeKey
 }
 
 // dedupeEntry is one remembered message; waiters are the message itself
@@ -213,8 +222,8 @@ type dedupeEntry struct {
 	waiters []paho.Message
 }
 
-func newDedupe(n int) *dedupe {
-	return &dedupe{m: make(map[[16]byte]*dedupeEntry, n), ring: make([][16]byte, n)}
+func newDedupe() *dedupe {
+	return &dedupe{m: map[dedupeKey]*dedupeEntry{}, byID: map[uint16]dedupeKey{}}
 }
 
 // dedupeState is what begin made of a message.
@@ -226,10 +235,8 @@ const (
 	joined                           // a redelivery of one being stored: settled with it
 )
 
-// begin registers m. A message that is not a redelivery (DUP) is fresh even
-// if its bytes repeat an earlier one's (a sensor without a clock reporting
-// the same value twice).
-func (d *dedupe) begin(key [16]byte, m paho.Message) (*dedupeEntry, dedupeState) {
+// begin registers m under key.
+func (d *dedupe) begin(key dedupeKey, m paho.Message) (*dedupeEntry, dedupeState) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	if old, ok := d.m[key]; ok && m.Duplicate() {
@@ -239,30 +246,30 @@ func (d *dedupe) begin(key [16]byte, m paho.Message) (*dedupeEntry, dedupeState)
 		old.waiters = append(old.waiters, m)
 		return old, joined
 	}
-	e := &dedupeEntry{waiters: []paho.Message{m}}
-	if _, ok := d.m[key]; !ok {
-		// Entries still being stored are never evicted in practice: at
-		// most MaxPending messages are in hand, far fewer than the ring.
-		if evict := d.ring[d.next]; d.m[evict] != nil && d.m[evict].stored {
-			delete(d.m, evict)
+	if prev, ok := d.byID[key.id]; ok && prev != key {
+		if e := d.m[prev]; e != nil && e.stored {
+			delete(d.m, prev) // its id was reused: it was acked
 		}
-		d.ring[d.next] = key
-		d.next = (d.next + 1) % len(d.ring)
 	}
+	e := &dedupeEntry{waiters: []paho.Message{m}}
 	d.m[key] = e
+	d.byID[key.id] = key
 	return e, fresh
 }
 
 // finish settles e and returns the messages to release. A failed message
 // is forgotten so its redelivery is processed afresh.
-func (d *dedupe) finish(key [16]byte, e *dedupeEntry, ok bool) []paho.Message {
+func (d *dedupe) finish(key dedupeKey, e *dedupeEntry, ok bool) []paho.Message {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	ws := e.waiters
 	e.waiters = nil
-	if ok {
+	switch {
+	case ok && d.byID[key.id] == key:
 		e.stored = true
-	} else if d.m[key] == e {
+	case d.m[key] == e:
+		// Failed: its redelivery is new work. Or stored after its id was
+		// reused (a broker that lost its state): it cannot come again.
 		delete(d.m, key)
 	}
 	return ws
