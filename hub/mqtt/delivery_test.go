@@ -197,3 +197,31 @@ func TestHubRestart(t *testing.T) {
 	r.restartBridge()
 	checkExactlyOnce(t, r, dev, n)
 }
+
+// TestClocklessRepeatsSurviveResync: a sensor without a clock sends the
+// same bytes again and again; through overflows and reconnects (the
+// broker resending what was not acked, DUP set) every message is stored
+// once: the repeats are not taken for redeliveries of each other.
+func TestClocklessRepeatsSurviveResync(t *testing.T) {
+	t.Parallel()
+	r := newRig(t, influxtest.Start(t), func(s *rigSetup) {
+		s.cfg.MaxPending = 8
+		s.cfg.Workers = 1
+		s.sink = func(next hub.TelemetrySink) hub.TelemetrySink { return slowSink{next, 10 * time.Millisecond} }
+	})
+	const dev, n = "clockless-1", 150
+	r.device(dev, nil)
+	pub := r.client("publisher-clockless", nil)
+	for range n {
+		publish(t, pub, "fleetwire/"+dev+"/telemetry", []byte(`{"relay_on":1}`))
+	}
+	stored := func() float64 { return r.metric("fleethub_mqtt_points_stored_total", nil) }
+	eventually(t, 90*time.Second, fmt.Sprintf("%d repeats stored", n), func() bool { return stored() >= n })
+	eventually(t, 10*time.Second, "nothing pending", func() bool { return r.metric("fleethub_mqtt_pending_messages", nil) == 0 })
+	if s := stored(); s != n {
+		t.Errorf("%v points stored for %d messages", s, n)
+	}
+	if r.metric("fleethub_mqtt_overflows_total", nil) == 0 {
+		t.Errorf("no overflow: the test did not make the broker resend")
+	}
+}

@@ -133,4 +133,33 @@ func testRevoked(t *testing.T, r *rig) {
 	if r.registry.Online("rev-1") {
 		t.Errorf("revoked device online again")
 	}
+
+	// Revoked while offline (no session to close): its "online" is refused
+	// at once, not accepted from a cached record.
+	r.device("rev-2", nil)
+	publish(t, pub, "fleetwire/rev-2/telemetry", []byte(`{"temp":2}`)) // cached as valid
+	eventually(t, 20*time.Second, "rev-2 stored", func() bool { return r.count("temp", "value", "rev-2") == 1 })
+	publish(t, pub, "fleetwire/rev-2/status", []byte("offline"))
+	eventually(t, 10*time.Second, "rev-2 offline", func() bool { return !r.registry.Online("rev-2") })
+	if err := r.store.RevokeDevice(context.Background(), "rev-2"); err != nil {
+		t.Fatal(err)
+	}
+	r.registry.Disconnect("rev-2", "device revoked")
+	before = r.refused("revoked")
+	publish(t, pub, "fleetwire/rev-2/status", []byte("online"))
+	eventually(t, 10*time.Second, "rev-2's online refused", func() bool { return r.refused("revoked") == before+1 })
+	if r.registry.Online("rev-2") {
+		t.Errorf("a device revoked while offline came online")
+	}
+
+	// Revoked in the registry only (the hub's cache not told): its own
+	// "offline" still ends its session.
+	r.device("rev-3", nil)
+	publish(t, pub, "fleetwire/rev-3/status", []byte("online"))
+	eventually(t, 10*time.Second, "rev-3 online", func() bool { return r.registry.Online("rev-3") })
+	if err := r.store.RevokeDevice(context.Background(), "rev-3"); err != nil {
+		t.Fatal(err)
+	}
+	publish(t, pub, "fleetwire/rev-3/status", []byte("offline"))
+	eventually(t, 10*time.Second, "rev-3 offline", func() bool { return !r.registry.Online("rev-3") })
 }
