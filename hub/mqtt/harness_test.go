@@ -28,7 +28,7 @@ import (
 // (shared between a test's subtests, devices kept apart by id), the hub's
 // ingester, registry, command service and live broker.
 type rig struct {
-	t        *testing.T
+	t        testing.TB
 	broker   *mqtttest.Broker
 	db       *influxtest.Server
 	store    *store.Store
@@ -58,7 +58,7 @@ type rigSetup struct {
 	sink   func(hub.TelemetrySink) hub.TelemetrySink
 }
 
-func newRig(t *testing.T, db *influxtest.Server, opts ...rigOption) *rig {
+func newRig(t testing.TB, db *influxtest.Server, opts ...rigOption) *rig {
 	t.Helper()
 	r := &rig{t: t, db: db, reg: prometheus.NewRegistry(), clock: &clock{}}
 	st, err := store.Open(context.Background(), filepath.Join(t.TempDir(), "fleethub.db"))
@@ -126,7 +126,7 @@ func (l *lateIngester) Submit(ctx context.Context, b *hub.IngestBatch, done func
 	return l.in.Submit(ctx, b, done)
 }
 
-func testLogger(t *testing.T) *slog.Logger {
+func testLogger(t testing.TB) *slog.Logger {
 	if os.Getenv("FLEETWIRE_TEST_LOG") != "" {
 		return slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	}

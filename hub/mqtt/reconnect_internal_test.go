@@ -16,7 +16,9 @@ import (
 // reaches (it sends no device message).
 type nopStore struct{}
 
-func (nopStore) GetDevice(context.Context, string) (hub.Device, error) { return hub.Device{}, hub.ErrNotFound }
+func (nopStore) GetDevice(context.Context, string) (hub.Device, error) {
+	return hub.Device{}, hub.ErrNotFound
+}
 func (nopStore) CreateDevice(context.Context, string, map[string]string) (hub.Device, string, error) {
 	return hub.Device{}, "", hub.ErrNotFound
 }
@@ -30,7 +32,7 @@ func (nopIngester) Submit(context.Context, *hub.IngestBatch, func(error)) error 
 type nopCommands struct{}
 
 func (nopCommands) HandleResult(context.Context, string, *protocol.CommandResult) error { return nil }
-func (nopCommands) DeviceConnected(string)                                             {}
+func (nopCommands) DeviceConnected(string)                                              {}
 
 // TestReconnectWhileBrokerDown: the bridge's own reconnect (after an
 // overflow, a failed subscribe or a registry error) can come while paho is

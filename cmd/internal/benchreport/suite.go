@@ -75,6 +75,34 @@ var Suite = []Section{
 		}},
 	},
 	{
+		ID:    "mqtt",
+		Title: "MQTT bridge ingest",
+		Prose: "Devices publishing to a real Mosquitto, the hub's MQTT bridge storing their points in a " +
+			"real InfluxDB: 16 devices, 4 publishing clients keeping 256 QoS 1 publishes each in flight, " +
+			"messages of 10 points with their own time (a sensor board's reading) in each payload " +
+			"format, timed from the first publish until the bridge has stored every point (acked to " +
+			"the broker only after InfluxDB, as in production). Same run: the same points written " +
+			"into the same InfluxDB directly by the hub's writer (`x-direct`), and the transport's " +
+			"ceiling: one paho client receiving and acking the same messages from the same broker, " +
+			"storing nothing. Mosquitto, InfluxDB, publishers and bridge share the machine's 2 cores.",
+		Runs: []Run{{Pkg: "./hub/mqtt", Bench: "MQTTIngest|MQTTReceiveOnly", Benchtime: "40000x"}},
+		Tables: []Table{{
+			RowHeader: "path",
+			Columns: []Column{
+				{Header: "messages/s", Unit: "msgs/s"},
+				{Header: "points/s", Unit: "points/s"},
+				{Header: "InfluxDB direct, same run (points/s)", Unit: "direct-points/s"},
+				{Header: "× direct, same run", Unit: "x-direct"},
+			},
+			Rows: []Row{
+				{Label: "bridge, JSON envelope", Bench: "MQTTIngest/format=json", Bold: true},
+				{Label: "bridge, line protocol", Bench: "MQTTIngest/format=line"},
+				{Label: "bridge, protocol CBOR batch", Bench: "MQTTIngest/format=cbor"},
+				{Label: "transport alone: receive and ack, no storage", Bench: "MQTTReceiveOnly"},
+			},
+		}},
+	},
+	{
 		ID:    "connections",
 		Title: "Memory per idle connection",
 		Prose: "The memory a real `fleethub` process (TLS, production ping interval) holds per idle " +
