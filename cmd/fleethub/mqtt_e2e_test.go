@@ -54,28 +54,7 @@ func TestMQTTDocExamples(t *testing.T) {
 	}
 	st.Close()
 	conf := writeConfig(t, fmt.Sprintf("mqtt:\n  enabled: true\n  brokers: [%q]\n  client_id: fleethub-doc\n", broker.URL))
-	var out, logs syncBuf
-	m := NewMain(&out, &logs)
-	if err := m.ParseFlags([]string{"--config", conf, "--data_dir", dir, "--listen", "127.0.0.1:0", "--influx.url", ix.URL, "--influx.bucket", ix.Bucket}); err != nil {
-		t.Fatal(err)
-	}
-	started := make(chan *Server, 1)
-	m.Started = func(s *Server) { started <- s }
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- m.Run(ctx) }()
-	t.Cleanup(func() {
-		cancel()
-		if err := <-done; err != nil {
-			t.Errorf("Run: %v", err)
-		}
-	})
-	var srv *Server
-	select {
-	case srv = <-started:
-	case err := <-done:
-		t.Fatalf("hub exited: %v\n%s", err, logs.String())
-	}
+	srv, logs := runHub(t, "--config", conf, "--data_dir", dir, "--influx.url", ix.URL, "--influx.bucket", ix.Bucket)
 	metric := func(name string) float64 { return gatherSum(t, srv, name) }
 	waitFor(t, 20*time.Second, "bridge connected", func() bool { return metric("fleethub_mqtt_connected") == 1 })
 
@@ -132,6 +111,35 @@ func TestMQTTDocExamples(t *testing.T) {
 	}
 }
 
+// runHub runs the whole hub in-process on a free loopback port with args
+// until the test ends, and returns it once it listens, with its log.
+func runHub(t *testing.T, args ...string) (*Server, *syncBuf) {
+	t.Helper()
+	var out, logs syncBuf
+	m := NewMain(&out, &logs)
+	if err := m.ParseFlags(append([]string{"--listen", "127.0.0.1:0"}, args...)); err != nil {
+		t.Fatal(err)
+	}
+	started := make(chan *Server, 1)
+	m.Started = func(s *Server) { started <- s }
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- m.Run(ctx) }()
+	t.Cleanup(func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("Run: %v", err)
+		}
+	})
+	select {
+	case srv := <-started:
+		return srv, &logs
+	case err := <-done:
+		t.Fatalf("hub exited: %v\n%s", err, logs.String())
+		return nil, nil
+	}
+}
+
 // gatherSum sums every series of a metric on the hub's registry.
 func gatherSum(t *testing.T, s *Server, name string) float64 {
 	t.Helper()
@@ -185,28 +193,7 @@ func TestMQTTOverTLS(t *testing.T) {
 			dir := t.TempDir()
 			conf := writeConfig(t, fmt.Sprintf("mqtt:\n  enabled: true\n  brokers: [%q]\n  client_id: fleethub-tls-%s\n  tls:\n    ca_file: %q\n",
 				broker.TLSURL, tc.name, filepath.Join(tc.ca, certs.CAFileName)))
-			var out, logs syncBuf
-			m := NewMain(&out, &logs)
-			if err := m.ParseFlags([]string{"--config", conf, "--data_dir", dir, "--listen", "127.0.0.1:0", "--influx.url", ix.URL, "--influx.bucket", ix.Bucket}); err != nil {
-				t.Fatal(err)
-			}
-			started := make(chan *Server, 1)
-			m.Started = func(s *Server) { started <- s }
-			ctx, cancel := context.WithCancel(context.Background())
-			done := make(chan error, 1)
-			go func() { done <- m.Run(ctx) }()
-			defer func() {
-				cancel()
-				if err := <-done; err != nil {
-					t.Errorf("Run: %v", err)
-				}
-			}()
-			var srv *Server
-			select {
-			case srv = <-started:
-			case err := <-done:
-				t.Fatalf("hub exited: %v\n%s", err, logs.String())
-			}
+			srv, logs := runHub(t, "--config", conf, "--data_dir", dir, "--influx.url", ix.URL, "--influx.bucket", ix.Bucket)
 			if tc.connect {
 				waitFor(t, 20*time.Second, "bridge connected over TLS", func() bool { return gatherSum(t, srv, "fleethub_mqtt_connected") == 1 })
 				return

@@ -89,13 +89,7 @@ func (b *Bridge) result(m paho.Message, dev string) {
 		b.refuse(m, reasonBadResult, dev, err)
 		return
 	}
-	if _, reason, err := b.device(dev, false); err != nil {
-		if reason == "" {
-			b.log.Error("mqtt device lookup", "device", dev, "err", err)
-			b.retry(m)
-			return
-		}
-		b.refuse(m, reason, dev, err)
+	if _, ok := b.deviceFor(m, dev, false); !ok {
 		return
 	}
 	ctx, cancel := context.WithTimeout(b.ctx, 10*time.Second)

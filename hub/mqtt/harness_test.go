@@ -242,13 +242,7 @@ func publish(t testing.TB, c paho.Client, topic string, data []byte) {
 // eventually polls cond until it holds or the deadline passes.
 func eventually(t testing.TB, within time.Duration, what string, cond func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(within)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("after %s: not %s", within, what)
-		}
-		time.Sleep(20 * time.Millisecond) // poll interval
-	}
+	mqtt.Eventually(t, within, what, cond)
 }
 
 // count is the number of values of field in measurement stored for dev.

@@ -191,14 +191,8 @@ func (b *Bridge) status(m paho.Message, dev string) {
 		b.release(m, true)
 		return
 	}
-	d, reason, err := b.device(dev, online)
-	if err != nil {
-		if reason == "" {
-			b.log.Error("mqtt device lookup", "device", dev, "err", err)
-			b.retry(m)
-			return
-		}
-		b.refuse(m, reason, dev, err)
+	d, ok := b.deviceFor(m, dev, online)
+	if !ok {
 		return
 	}
 	if online {

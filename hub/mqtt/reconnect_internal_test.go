@@ -54,21 +54,23 @@ func TestReconnectWhileBrokerDown(t *testing.T) {
 		b.Close(ctx)
 	})
 	connected := func() bool { return testutil.ToFloat64(b.metrics.connected) == 1 }
-	waitUntil(t, 20*time.Second, "connected", connected)
+	Eventually(t, 20*time.Second, "connected", connected)
 	broker.Stop()
-	waitUntil(t, 20*time.Second, "connection lost", func() bool { return !connected() })
+	Eventually(t, 20*time.Second, "connection lost", func() bool { return !connected() })
 	b.linkMu.Lock()
 	gen := b.gen
 	b.linkMu.Unlock()
 	b.reconnect(gen) // while paho retries the lost connection
 	broker.Restart()
-	waitUntil(t, 30*time.Second, "connected again once the broker is back", connected)
+	Eventually(t, 30*time.Second, "connected again once the broker is back", connected)
 	if !b.current(gen + 1) {
 		t.Errorf("reconnect did not make a new client generation")
 	}
 }
 
-func waitUntil(t *testing.T, within time.Duration, what string, cond func() bool) {
+// Eventually polls cond until it holds or the deadline passes; exported
+// for the package's external tests too (this is a _test.go file).
+func Eventually(t testing.TB, within time.Duration, what string, cond func() bool) {
 	t.Helper()
 	deadline := time.Now().Add(within)
 	for !cond() {

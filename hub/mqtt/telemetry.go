@@ -25,14 +25,8 @@ func (b *Bridge) telemetry(m paho.Message, r Route, dev string) {
 		b.refuse(m, reasonOversize, dev, fmt.Errorf("%d bytes > %d", len(data), b.cfg.MaxPayloadBytes))
 		return
 	}
-	d, reason, err := b.device(dev, true)
-	if err != nil {
-		if reason == "" { // the registry failed us: not the message's fault
-			b.log.Error("mqtt device lookup", "device", dev, "err", err)
-			b.retry(m)
-			return
-		}
-		b.refuse(m, reason, dev, err)
+	d, ok := b.deviceFor(m, dev, true)
+	if !ok {
 		return
 	}
 	now := b.cfg.Clock()
@@ -92,6 +86,23 @@ func (b *Bridge) deadLetter(dev, topic string, size int, derr error) {
 	if err := b.cfg.DeadLetters.AddDeadLetters(ctx, dl); err != nil {
 		b.log.Error("record invalid mqtt payload", "device", dev, "err", err)
 	}
+}
+
+// deviceFor is device for a message: when there is no usable device the
+// message is refused (counted) or, if the registry failed, handed back to
+// the broker, and ok is false.
+func (b *Bridge) deviceFor(m paho.Message, dev string, create bool) (d hub.Device, ok bool) {
+	d, reason, err := b.device(dev, create)
+	switch {
+	case err == nil:
+		return d, true
+	case reason == "": // the registry failed us: not the message's fault
+		b.log.Error("mqtt device lookup", "device", dev, "err", err)
+		b.retry(m)
+	default:
+		b.refuse(m, reason, dev, err)
+	}
+	return d, false
 }
 
 // device returns a registered, unrevoked device, creating it if create
