@@ -86,6 +86,10 @@ func New(cfg Config) http.Handler {
 	// Users may change their own password (checked in the handler).
 	mux.HandleFunc("POST /api/v1/users/{name}/password", viewer(s.setPassword))
 	mux.HandleFunc("POST /api/v1/users/{name}/role", admin(s.setRole))
+	mux.HandleFunc("POST /api/v1/enrollments", admin(s.createEnrollment))
+	mux.HandleFunc("GET /api/v1/enrollments", admin(s.listEnrollments))
+	mux.HandleFunc("POST /api/v1/enrollments/{id}/revoke", admin(s.revokeEnrollment))
+	mux.HandleFunc("GET /api/v1/audit", admin(s.listAudit))
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusNotFound, "no such API route: "+r.Method+" "+r.URL.Path)
 	})
@@ -93,6 +97,7 @@ func New(cfg Config) http.Handler {
 	// only sign-in comes before it.
 	outer := http.NewServeMux()
 	outer.HandleFunc("POST /api/v1/login", s.login)
+	outer.HandleFunc("POST /api/v1/enroll", s.enroll) // the code is the credential
 	outer.Handle("/", s.authenticate(mux))
 	return outer
 }

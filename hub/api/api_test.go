@@ -13,6 +13,7 @@ import (
 	"sync"
 	"testing"
 
+	"github.com/fleetwire/fleetwire/agent/agentconf"
 	"github.com/fleetwire/fleetwire/hub"
 	"github.com/fleetwire/fleetwire/hub/store"
 	"go.yaml.in/yaml/v3"
@@ -188,7 +189,7 @@ func TestAgentConfigWithoutFingerprint(t *testing.T) {
 	if err := yaml.Unmarshal([]byte(out), &raw); err != nil {
 		t.Fatalf("%v\n%s", err, out)
 	}
-	if raw.Hub["ca_file"] != DefaultCAFile || raw.Hub["ca_fingerprint"] != nil || raw.Hub["url"] != placeholderHubURL {
+	if raw.Hub["ca_file"] != DefaultCAFile || raw.Hub["ca_fingerprint"] != nil || raw.Hub["url"] != agentconf.PlaceholderHubURL {
 		t.Fatalf("config:\n%s", out)
 	}
 }

@@ -21,6 +21,11 @@ const authDeviceQuery = `SELECT ` + deviceColumns + `, token_hash FROM devices W
 // CreateDevice registers a device and returns it with its token. The token
 // is not stored and cannot be shown again. ErrConflict if id exists.
 func (s *Store) CreateDevice(ctx context.Context, id string, labels map[string]string) (hub.Device, string, error) {
+	return s.insertDevice(ctx, s.db, id, labels)
+}
+
+// insertDevice is CreateDevice on db (the store or a transaction).
+func (s *Store) insertDevice(ctx context.Context, db execer, id string, labels map[string]string) (hub.Device, string, error) {
 	if err := ValidDeviceID(id); err != nil {
 		return hub.Device{}, "", err
 	}
@@ -36,7 +41,7 @@ func (s *Store) CreateDevice(ctx context.Context, id string, labels map[string]s
 	}
 	token, hash := newToken(DeviceTokenPrefix)
 	now := s.now().UTC()
-	_, err = s.db.ExecContext(ctx,
+	_, err = db.ExecContext(ctx,
 		`INSERT INTO devices (id, labels, token_hash, created_at) VALUES (?, ?, ?, ?)`,
 		id, string(lj), hash, unixNano(now))
 	if isUniqueViolation(err) {

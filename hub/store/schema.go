@@ -100,6 +100,29 @@ var migrations = []string{
 	) STRICT;
 	CREATE INDEX sessions_user ON sessions(user_name);
 	CREATE INDEX sessions_expires ON sessions(expires_at);`,
+	// 5: enrollment codes (hashed like tokens) and the audit log. A code's
+	// uses_left counts down; revoked_at NULL means usable until expires_at.
+	`CREATE TABLE enrollment_codes (
+		id           TEXT PRIMARY KEY,
+		code_hash    BLOB NOT NULL UNIQUE,
+		labels       TEXT NOT NULL DEFAULT '{}',
+		uses         INTEGER NOT NULL CHECK (uses > 0),
+		uses_left    INTEGER NOT NULL CHECK (uses_left >= 0),
+		created_by   TEXT NOT NULL,
+		created_at   INTEGER NOT NULL,
+		expires_at   INTEGER NOT NULL,
+		revoked_at   INTEGER,
+		last_used_at INTEGER
+	) STRICT;
+	CREATE TABLE audit_log (
+		id      INTEGER PRIMARY KEY AUTOINCREMENT,
+		at      INTEGER NOT NULL,
+		actor   TEXT NOT NULL,   -- who: "token:NAME", "user:NAME", "enrollment:ID", "device:ID"
+		action  TEXT NOT NULL,   -- what: "enrollment.create", "device.enroll", ...
+		subject TEXT NOT NULL,   -- what it was done to: a device or code id
+		detail  TEXT NOT NULL DEFAULT '{}' -- JSON object
+	) STRICT;
+	CREATE INDEX audit_log_at ON audit_log(at, id);`,
 }
 
 // migrate applies the missing migrations in one transaction, so a crash

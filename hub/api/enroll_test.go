@@ -1,0 +1,113 @@
+package api
+
+import (
+	"context"
+	"fmt"
+	"net/http"
+	"strings"
+	"testing"
+)
+
+func TestEnrollmentAPI(t *testing.T) {
+	e := newEnv(t)
+	status, body := e.do("POST", "/api/v1/enrollments", `{"labels":{"site":"lab"},"uses":2,"ttl":"30m"}`)
+	if status != http.StatusCreated {
+		t.Fatalf("create: %d %s", status, body)
+	}
+	cr := decode[CreateEnrollmentResponse](t, body)
+	want := "sudo fleetagent enroll --hub https://hub.example:8443 --code " + cr.Code + " --ca-fingerprint " + strings.Repeat("ab", 32)
+	if cr.Command != want || cr.Enrollment.State != "active" || cr.Enrollment.UsesLeft != 2 || cr.Enrollment.CreatedBy != "token:admin" {
+		t.Fatalf("created %+v", cr)
+	}
+
+	// The device side needs no credentials.
+	enroll := func(code, id string) (int, []byte) {
+		return e.doWith("POST", "/api/v1/enroll", fmt.Sprintf(`{"code":%q,"device_id":%q,"agent_version":"1.2.3"}`, code, id), "", "application/json")
+	}
+	status, body = enroll(cr.Code, "pi-enrolled")
+	if status != http.StatusCreated {
+		t.Fatalf("enroll: %d %s", status, body)
+	}
+	er := decode[EnrollResponse](t, body)
+	if er.DeviceID != "pi-enrolled" || !strings.HasPrefix(er.Token, "fwd_") || er.HubURL != "wss://hub.example:8443/v1/device" || er.Labels["site"] != "lab" {
+		t.Fatalf("enrolled %+v", er)
+	}
+	if d, err := e.st.AuthenticateDevice(context.Background(), er.Token); err != nil || d.ID != "pi-enrolled" {
+		t.Fatalf("token does not authenticate: %v", err)
+	}
+	status, body = enroll(cr.Code, "pi-enrolled")
+	wantError(t, status, body, http.StatusConflict, "--id")
+	if status, body = enroll(cr.Code, "pi-second"); status != http.StatusCreated {
+		t.Fatalf("second use: %d %s", status, body)
+	}
+	status, body = enroll(cr.Code, "pi-third")
+	wantError(t, status, body, http.StatusForbidden, "used up")
+	status, body = enroll("fwe_AAAAAAAAAAAAAAAAAAAAAAAAAA", "pi-x")
+	wantError(t, status, body, http.StatusUnauthorized, "not recognised")
+
+	// Revoked codes are refused with their own message.
+	_, body = e.do("POST", "/api/v1/enrollments", `{}`)
+	c2 := decode[CreateEnrollmentResponse](t, body)
+	if c2.Enrollment.Uses != 1 {
+		t.Errorf("default uses %d, want 1", c2.Enrollment.Uses)
+	}
+	if status, body := e.do("POST", "/api/v1/enrollments/"+c2.Enrollment.ID+"/revoke", ""); status != http.StatusNoContent {
+		t.Fatalf("revoke: %d %s", status, body)
+	}
+	status, body = enroll(c2.Code, "pi-y")
+	wantError(t, status, body, http.StatusForbidden, "revoked")
+	status, body = e.do("POST", "/api/v1/enrollments/e_nope/revoke", "")
+	wantError(t, status, body, http.StatusNotFound, "")
+
+	// Listing shows states, never codes.
+	status, body = e.do("GET", "/api/v1/enrollments", "")
+	if status != http.StatusOK || strings.Contains(string(body), cr.Code) || strings.Contains(string(body), "fwe_") {
+		t.Fatalf("list: %d %s", status, body)
+	}
+	states := map[string]string{}
+	for _, v := range decode[EnrollmentListResponse](t, body).Enrollments {
+		states[v.ID] = v.State
+	}
+	if states[cr.Enrollment.ID] != "used_up" || states[c2.Enrollment.ID] != "revoked" {
+		t.Errorf("states %v", states)
+	}
+
+	// Every step is in the audit log.
+	status, body = e.do("GET", "/api/v1/audit?limit=50", "")
+	if status != http.StatusOK {
+		t.Fatalf("audit: %d %s", status, body)
+	}
+	var got []string
+	for _, a := range decode[AuditListResponse](t, body).Entries {
+		got = append(got, a.Action+":"+a.Subject)
+	}
+	for _, w := range []string{"enrollment.create:" + cr.Enrollment.ID, "device.enroll:pi-enrolled", "device.enroll:pi-second", "enrollment.revoke:" + c2.Enrollment.ID} {
+		if !strings.Contains(strings.Join(got, " "), w) {
+			t.Errorf("audit log %v lacks %s", got, w)
+		}
+	}
+
+	// Bad requests name what is wrong; operators may not create codes.
+	for _, tc := range []struct{ body, want string }{
+		{`{"uses":-1}`, "uses"}, {`{"uses":10001}`, "uses"}, {`{"ttl":"soon"}`, "ttl"}, {`{"ttl":"1s"}`, "ttl"}, {`{"ttl":"800h"}`, "ttl"},
+	} {
+		status, body := e.do("POST", "/api/v1/enrollments", tc.body)
+		wantError(t, status, body, http.StatusBadRequest, tc.want)
+	}
+}
+
+// TestEnrollAttemptsLimited: wrong codes count against the address like
+// failed sign-ins; past the limit even a good code waits.
+func TestEnrollAttemptsLimited(t *testing.T) {
+	e := newEnv(t)
+	_, body := e.do("POST", "/api/v1/enrollments", `{"uses":5}`)
+	good := decode[CreateEnrollmentResponse](t, body).Code
+	for i := range 10 {
+		status, body := e.doWith("POST", "/api/v1/enroll", fmt.Sprintf(`{"code":"fwe_%026d","device_id":"x%d"}`, i, i), "", "application/json")
+		if status != http.StatusUnauthorized {
+			t.Fatalf("attempt %d: %d %s", i, status, body)
+		}
+	}
+	status, body := e.doWith("POST", "/api/v1/enroll", fmt.Sprintf(`{"code":%q,"device_id":"pi-late"}`, good), "", "application/json")
+	wantError(t, status, body, http.StatusTooManyRequests, "")
+}
