@@ -29,6 +29,9 @@ type Device struct {
 	RevokedAt    *time.Time        `json:"revoked_at,omitempty"`
 	LastSeen     *time.Time        `json:"last_seen,omitempty"`
 	AgentVersion string            `json:"agent_version,omitempty"`
+	// AgentBehind: the agent is older than the newest any device runs
+	// (filled by MarkAgentVersions, not stored).
+	AgentBehind bool `json:"agent_behind,omitempty"`
 	Transport    string            `json:"transport"` // "ws" (agent) or "mqtt"
 	// Online is filled from live sessions, not stored.
 	Online bool `json:"online"`

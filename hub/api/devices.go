@@ -30,6 +30,9 @@ type DeviceResponse struct {
 // DeviceListResponse answers GET /api/v1/devices.
 type DeviceListResponse struct {
 	Devices []hub.Device `json:"devices"`
+	// NewestAgentVersion is the newest agent version any device runs;
+	// devices with an older one have agent_behind set.
+	NewestAgentVersion string `json:"newest_agent_version,omitempty"`
 }
 
 // DeadLetterListResponse answers GET /api/v1/deadletters.
@@ -71,7 +74,8 @@ func (s *server) listDevices(w http.ResponseWriter, r *http.Request) {
 	for i := range devices {
 		devices[i].Online = s.online(devices[i].ID)
 	}
-	writeJSON(w, http.StatusOK, DeviceListResponse{Devices: devices})
+	newest := hub.MarkAgentVersions(devices)
+	writeJSON(w, http.StatusOK, DeviceListResponse{Devices: devices, NewestAgentVersion: newest})
 }
 
 func (s *server) getDevice(w http.ResponseWriter, r *http.Request) {
@@ -81,6 +85,15 @@ func (s *server) getDevice(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	d.Online = s.online(d.ID)
+	// Behind the newest version the fleet runs?
+	if all, err := s.cfg.Store.ListDevices(r.Context()); err == nil {
+		hub.MarkAgentVersions(all) // d is among them
+		for _, o := range all {
+			if o.ID == d.ID {
+				d.AgentBehind = o.AgentBehind
+			}
+		}
+	}
 	writeJSON(w, http.StatusOK, DeviceResponse{Device: d})
 }
 

@@ -6,6 +6,7 @@ import (
 	"net/http"
 	"strings"
 	"testing"
+	"time"
 )
 
 func TestEnrollmentAPI(t *testing.T) {
@@ -110,4 +111,39 @@ func TestEnrollAttemptsLimited(t *testing.T) {
 	}
 	status, body := e.doWith("POST", "/api/v1/enroll", fmt.Sprintf(`{"code":%q,"device_id":"pi-late"}`, good), "", "application/json")
 	wantError(t, status, body, http.StatusTooManyRequests, "")
+}
+
+// TestAgentBehind: the device list names the newest agent version and
+// marks older agents; one device's page says whether it is behind.
+func TestAgentBehind(t *testing.T) {
+	e := newEnv(t)
+	ctx := context.Background()
+	for id, v := range map[string]string{"pi-old": "v0.9.0", "pi-new": "v1.0.0", "pi-dev": "dev"} {
+		if _, _, err := e.st.CreateDevice(ctx, id, nil); err != nil {
+			t.Fatal(err)
+		}
+		if err := e.st.TouchDevice(ctx, id, time.Now(), v); err != nil {
+			t.Fatal(err)
+		}
+	}
+	_, body := e.do("GET", "/api/v1/devices", "")
+	list := decode[DeviceListResponse](t, body)
+	if list.NewestAgentVersion != "v1.0.0" {
+		t.Errorf("newest %q", list.NewestAgentVersion)
+	}
+	behind := map[string]bool{}
+	for _, d := range list.Devices {
+		behind[d.ID] = d.AgentBehind
+	}
+	if !behind["pi-old"] || behind["pi-new"] || behind["pi-dev"] {
+		t.Errorf("behind %v", behind)
+	}
+	_, body = e.do("GET", "/api/v1/devices/pi-old", "")
+	if d := decode[DeviceResponse](t, body); !d.Device.AgentBehind {
+		t.Errorf("pi-old's page: %+v", d.Device)
+	}
+	_, body = e.do("GET", "/api/v1/devices/pi-new", "")
+	if d := decode[DeviceResponse](t, body); d.Device.AgentBehind {
+		t.Errorf("pi-new's page: %+v", d.Device)
+	}
 }
