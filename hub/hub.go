@@ -31,8 +31,8 @@ type Device struct {
 	AgentVersion string            `json:"agent_version,omitempty"`
 	// AgentBehind: the agent is older than the newest any device runs
 	// (filled by MarkAgentVersions, not stored).
-	AgentBehind bool `json:"agent_behind,omitempty"`
-	Transport    string            `json:"transport"` // "ws" (agent) or "mqtt"
+	AgentBehind bool   `json:"agent_behind,omitempty"`
+	Transport   string `json:"transport"` // "ws" (agent) or "mqtt"
 	// Online is filled from live sessions, not stored.
 	Online bool `json:"online"`
 }
