@@ -69,7 +69,7 @@ func Run(ctx context.Context, args []string, sys System) int {
 func (a *app) rootCommand() *cobra.Command {
 	root := &cobra.Command{
 		Use:               "fleetctl",
-		Short:             "Manage a Fleetwire hub's devices, commands, API tokens and users",
+		Short:             "Manage a Fleetwire hub's devices, enrollment codes, commands, API tokens, users and audit log",
 		SilenceUsage:      true,
 		SilenceErrors:     true,
 		Args:              cobra.ArbitraryArgs,
@@ -83,7 +83,7 @@ func (a *app) rootCommand() *cobra.Command {
 	f.StringVar(&a.opts.caFile, "ca-file", "", "PEM CA certificate(s) to trust for the hub, e.g. the hub's self-generated CA (env FLEETCTL_CA_FILE)")
 	f.StringVarP(&a.opts.output, "output", "o", "table", "output format: table or json")
 	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return usageError{err} })
-	root.AddCommand(a.deviceCommand(), a.cmdCommand(), a.tokenCommand(), a.userCommand())
+	root.AddCommand(a.deviceCommand(), a.cmdCommand(), a.tokenCommand(), a.userCommand(), a.enrollCommand(), a.auditCommand())
 	return root
 }
 

@@ -61,6 +61,10 @@ type AuditListResponse struct {
 	Entries []hub.AuditEntry `json:"entries"`
 }
 
+// maxAgentVersion bounds the agent version an enrolling device reports
+// (it goes into the audit log).
+const maxAgentVersion = 128
+
 // actor names the caller in the audit log: "token:NAME" or "user:NAME".
 func actor(r *http.Request) string {
 	p := caller(r)
@@ -155,6 +159,10 @@ func (s *server) enroll(w http.ResponseWriter, r *http.Request) {
 	}
 	var req EnrollRequest
 	if !decodeBody(w, r, &req) {
+		return
+	}
+	if len(req.AgentVersion) > maxAgentVersion || strings.ContainsFunc(req.AgentVersion, func(r rune) bool { return r < ' ' || r == 0x7f }) {
+		writeError(w, http.StatusBadRequest, fmt.Sprintf("agent_version: at most %d printable characters", maxAgentVersion))
 		return
 	}
 	detail := map[string]string{"remote": addr}

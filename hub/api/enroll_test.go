@@ -2,6 +2,7 @@ package api
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"net/http"
 	"strings"
@@ -145,5 +146,22 @@ func TestAgentBehind(t *testing.T) {
 	_, body = e.do("GET", "/api/v1/devices/pi-new", "")
 	if d := decode[DeviceResponse](t, body); d.Device.AgentBehind {
 		t.Errorf("pi-new's page: %+v", d.Device)
+	}
+}
+
+// TestEnrollRefusesBadAgentVersion: what a device says about itself goes
+// into the audit log, so it must be short and printable.
+func TestEnrollRefusesBadAgentVersion(t *testing.T) {
+	e := newEnv(t)
+	_, body := e.do("POST", "/api/v1/enrollments", `{"uses":5}`)
+	code := decode[CreateEnrollmentResponse](t, body).Code
+	for _, v := range []string{"1.0\x1b[2J", "1.0\nfake", strings.Repeat("v", 129)} {
+		b, _ := json.Marshal(map[string]string{"code": code, "device_id": "pi-v", "agent_version": v})
+		status, body := e.doWith("POST", "/api/v1/enroll", string(b), "", "application/json")
+		wantError(t, status, body, http.StatusBadRequest, "agent_version")
+	}
+	b, _ := json.Marshal(map[string]string{"code": code, "device_id": "pi-v", "agent_version": strings.Repeat("v", 128)})
+	if status, body := e.doWith("POST", "/api/v1/enroll", string(b), "", "application/json"); status != http.StatusCreated {
+		t.Errorf("128-character version: %d %s", status, body)
 	}
 }

@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"strings"
 
 	"github.com/fleetwire/fleetwire/hub"
 	"modernc.org/sqlite"
@@ -160,7 +161,11 @@ func (s *Store) oneRow(res sql.Result, err error, op, id string) error {
 		return fmt.Errorf("%s: %w", op, err)
 	}
 	if n == 0 {
-		return fmt.Errorf("device %s %w", id, hub.ErrNotFound)
+		what := "device"
+		if strings.Contains(op, "enrollment") {
+			what = "enrollment code"
+		}
+		return fmt.Errorf("%s %s %w", what, id, hub.ErrNotFound)
 	}
 	return nil
 }
