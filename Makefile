@@ -3,6 +3,7 @@
 SHELL   := /bin/bash
 TOOLS   := $(CURDIR)/.tools/bin
 INFLUXD := $(TOOLS)/influxd
+NFPM    := $(TOOLS)/nfpm
 VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 LDFLAGS := -s -w -X main.version=$(VERSION)
 GO      ?= go
@@ -20,12 +21,17 @@ build: dashboard
 dashboard:
 	@dashboard/build.sh
 
-## tools: InfluxDB 1.8.10 (pure Go build from the module proxy) and Debian packages
-tools: $(INFLUXD) debs
+## tools: InfluxDB 1.8.10 and nfpm 2.43.0 (Go builds from the module proxy) and Debian packages
+tools: $(INFLUXD) $(NFPM) debs
 
 $(INFLUXD):
 	@echo ">> building influxd 1.8.10 into $(TOOLS) (first time only, a few minutes)"
 	GOBIN=$(TOOLS) $(GO) install github.com/influxdata/influxdb/cmd/influxd@v1.8.10
+
+# nfpm builds the .deb packages (make release, deploy/packaging_test.go);
+# v2.48 does not build here (dependencies refused by the module proxy).
+$(NFPM):
+	GOBIN=$(TOOLS) $(GO) install github.com/goreleaser/nfpm/v2/cmd/nfpm@v2.43.0
 
 debs:
 	@scripts/install-debs.sh
@@ -57,9 +63,12 @@ fuzz:
 demo: tools build
 	@scripts/demo.sh
 
-## release: static, stripped, version-stamped binaries in dist/
-release: dashboard
+## release: static, stripped, version-stamped binaries in dist/, and .deb
+## packages: fleetagent for armhf (GOARM=6), arm64, amd64; fleethub for amd64, arm64
+release: dashboard $(NFPM)
 	@scripts/release.sh $(VERSION)
+	@deploy/build-debs.sh $(VERSION) dist
+	@(cd dist && sha256sum fleet* > SHA256SUMS) && ls -l dist/*.deb
 
 ## bench: the whole benchmark suite; writes BENCHMARKS.md and docs/bench/*.svg
 ## (COUNT=n runs each, default 3; ONLY=codec,wire,... reruns some sections)

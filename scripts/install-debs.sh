@@ -9,6 +9,9 @@ command -v npm >/dev/null 2>&1 || need+=(nodejs npm)      # dashboard build (Nod
 command -v mosquitto >/dev/null 2>&1 || [ -x /usr/sbin/mosquitto ] || need+=(mosquitto)   # MQTT bridge tests: a real broker
 command -v mosquitto_pub >/dev/null 2>&1 || need+=(mosquitto-clients)
 command -v xxd >/dev/null 2>&1 || need+=(xxd)                 # protocol/MQTT.md's CBOR examples, run by a test
+command -v systemd-analyze >/dev/null 2>&1 || need+=(systemd)   # deploy tests: systemd-analyze verify of the units
+command -v dpkg-deb >/dev/null 2>&1 || need+=(dpkg)               # deploy tests: inspect, install, upgrade, purge the .debs
+command -v nsenter >/dev/null 2>&1 || need+=(util-linux)          # deploy tests: unshare/nsenter for the throwaway overlay root
 if ((${#need[@]} == 0)); then
 	exit 0
 fi

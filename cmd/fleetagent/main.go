@@ -30,6 +30,11 @@ var version = "dev"
 
 func main() {
 	tuneRuntime(os.Getenv)
+	if len(os.Args) > 1 && os.Args[1] == "enroll" {
+		os.Args = append(os.Args[:1], os.Args[2:]...)
+		cli.Main("fleetagent enroll", NewEnroll(os.Stdout, os.Stderr))
+		return
+	}
 	cli.Main("fleetagent", NewMain(os.Stdout, os.Stderr))
 }
 
@@ -75,6 +80,7 @@ func (m *Main) Run(ctx context.Context) error {
 		return fmt.Errorf("open spool: %w", err)
 	}
 	defer sp.Close()
+	sd := newSDNotifier(cfg.Interval, log) // systemd.go: READY=1 and watchdog
 	collectors, err := collect.New(cfg.collectConfig(), log)
 	if err != nil {
 		return err
@@ -86,7 +92,7 @@ func (m *Main) Run(ctx context.Context) error {
 	}
 	batcher, err := agent.NewBatcher(agent.Options{
 		Interval: cfg.Interval, MaxPoints: cfg.Collect.MaxPoints, HubMaxPoints: lk.MaxBatchPoints,
-		Collectors: collectors, Spool: sp, Logger: log, OnSpooled: m.OnSpooled,
+		Collectors: collectors, Spool: sp, Logger: log, OnSpooled: sd.spooled(m.OnSpooled),
 	})
 	if err != nil {
 		return err
@@ -94,7 +100,7 @@ func (m *Main) Run(ctx context.Context) error {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	var restart atomic.Bool
-	exec, err = command.New(cfg.commandConfig(), m.builtins(sp, lk, batcher, collectors, func() { restart.Store(true); cancel() }), lk.SendResult, log)
+	exec, err = command.New(cfg.commandConfig(), sd.builtins(m.builtins(sp, lk, batcher, collectors, func() { restart.Store(true); cancel() })), lk.SendResult, log)
 	if err != nil {
 		return err
 	}
@@ -102,10 +108,12 @@ func (m *Main) Run(ctx context.Context) error {
 	errc := make(chan error, 2)
 	go func() { errc <- lk.Run(ctx) }()
 	go func() { errc <- batcher.Run(ctx) }()
+	sdStop := sd.start(ctx)
 	err = <-errc
 	cancel()
 	<-errc
 	exec.Close()
+	sdStop()
 	log.Info("fleetagent stopped", "spool_batches", sp.Stats().Batches)
 	if restart.Load() {
 		sp.Close()

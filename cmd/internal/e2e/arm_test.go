@@ -23,17 +23,7 @@ func TestArmAgentsUnderQemu(t *testing.T) {
 		{"arm64", "arm64", "", "qemu-aarch64-static"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			qemu, err := exec.LookPath(tc.qemu)
-			if err != nil {
-				t.Fatalf("%s not installed (Debian package qemu-user-static; `make tools` installs it): %v", tc.qemu, err)
-			}
-			bin := filepath.Join(bins.dir, "fleetagent-"+tc.name)
-			build := exec.Command("go", "build", "-trimpath", "-ldflags", "-s -w -X main.version=e2e-"+tc.name, "-o", bin, "./cmd/fleetagent")
-			build.Dir = repoRoot()
-			build.Env = append(os.Environ(), "CGO_ENABLED=0", "GOOS=linux", "GOARCH="+tc.goarch, "GOARM="+tc.goarm)
-			if out, err := build.CombinedOutput(); err != nil {
-				t.Fatalf("cross build: %v\n%s", err, out)
-			}
+			qemu, bin := crossAgent(t, tc.name, tc.goarch, tc.goarm, tc.qemu)
 			dir := t.TempDir()
 			device := "pi-" + tc.name
 			cfgFile := filepath.Join(dir, "fleetagent.yaml")
@@ -74,6 +64,24 @@ func TestArmAgentsUnderQemu(t *testing.T) {
 			}
 		})
 	}
+}
+
+// crossAgent builds the agent for an arm target (version "e2e-"+name) and
+// returns the qemu user emulator that runs it and the binary.
+func crossAgent(t *testing.T, name, goarch, goarm, qemuName string) (qemu, bin string) {
+	t.Helper()
+	qemu, err := exec.LookPath(qemuName)
+	if err != nil {
+		t.Fatalf("%s not installed (Debian package qemu-user-static; `make tools` installs it): %v", qemuName, err)
+	}
+	bin = filepath.Join(bins.dir, "fleetagent-"+name)
+	build := exec.Command("go", "build", "-trimpath", "-ldflags", "-s -w -X main.version=e2e-"+name, "-o", bin, "./cmd/fleetagent")
+	build.Dir = repoRoot()
+	build.Env = append(os.Environ(), "CGO_ENABLED=0", "GOOS=linux", "GOARCH="+goarch, "GOARM="+goarm)
+	if out, err := build.CombinedOutput(); err != nil {
+		t.Fatalf("cross build: %v\n%s", err, out)
+	}
+	return qemu, bin
 }
 
 // syncBuffer is a bytes.Buffer safe to read while a process writes to it.
