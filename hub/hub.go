@@ -33,6 +33,9 @@ type Device struct {
 	// (filled by MarkAgentVersions, not stored).
 	AgentBehind bool   `json:"agent_behind,omitempty"`
 	Transport   string `json:"transport"` // "ws" (agent) or "mqtt"
+	// RotateRequested: an operator asked the device to rotate its token
+	// and it has not used a new one yet.
+	RotateRequested bool `json:"rotate_requested,omitempty"`
 	// Online is filled from live sessions, not stored.
 	Online bool `json:"online"`
 }

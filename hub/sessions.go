@@ -101,6 +101,17 @@ func (r *Registry) OnDisconnect(f func(deviceID string)) {
 	r.mu.Unlock()
 }
 
+// RequestRotation tells deviceID's live session, if any, to rotate its
+// token (close code 4009): the agent gets a new one and reconnects with it.
+func (r *Registry) RequestRotation(deviceID string) {
+	r.mu.Lock()
+	s := r.sessions[deviceID]
+	r.mu.Unlock()
+	if s != nil {
+		s.Close(protocol.CloseRotateToken, "rotate your device token")
+	}
+}
+
 // Disconnect closes deviceID's live session, if any, with a reason that
 // tells the agent not to retry (revocation, deletion).
 func (r *Registry) Disconnect(deviceID, reason string) {

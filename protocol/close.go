@@ -24,6 +24,7 @@ const (
 	ClosePolicy             CloseCode = 4006 // rate limit or other policy; honour the retry-after hint
 	CloseOverloaded         CloseCode = 4007 // hub cannot take more load now
 	CloseIdle               CloseCode = 4008 // no traffic for 2.5 ping intervals
+	CloseRotateToken        CloseCode = 4009 // rotate the device token (POST /api/v1/device/token), then reconnect with the new one
 )
 
 // MaxCloseReason is the longest close reason in bytes: a close frame is a
@@ -71,7 +72,7 @@ func (p RetryPolicy) String() string {
 // RetryBackoff: retrying slowly is safe, giving up is not.
 func (c CloseCode) Retry() RetryPolicy {
 	switch c {
-	case CloseTooBig, CloseInvalidData, CloseIdle:
+	case CloseTooBig, CloseInvalidData, CloseIdle, CloseRotateToken:
 		return RetryNow
 	case ClosePolicy, CloseGoingAway:
 		return RetryAfterHint
@@ -107,6 +108,8 @@ func (c CloseCode) String() string {
 		return "overloaded"
 	case CloseIdle:
 		return "idle"
+	case CloseRotateToken:
+		return "rotate_token"
 	}
 	return "other"
 }

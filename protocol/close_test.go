@@ -24,6 +24,7 @@ func TestCloseCodes(t *testing.T) {
 		{ClosePolicy, 4006, "policy", RetryAfterHint},
 		{CloseOverloaded, 4007, "overloaded", RetryBackoff},
 		{CloseIdle, 4008, "idle", RetryNow},
+		{CloseRotateToken, 4009, "rotate_token", RetryNow},
 		{CloseCode(1006), 1006, "other", RetryBackoff}, // abnormal closure, never sent on the wire
 		{CloseCode(4999), 4999, "other", RetryBackoff},
 	}

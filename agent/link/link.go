@@ -49,6 +49,11 @@ type Config struct {
 	// OnCommand, if set, receives every command from the hub. It runs on
 	// the reader goroutine and must return quickly.
 	OnCommand func(protocol.Command)
+	// Rotate, if set, gets a new device token in exchange for the current
+	// one when the hub asks for it (close code 4009, CloseRotateToken) and
+	// keeps it; the link then reconnects with the new token. Without it,
+	// such a close is a plain reconnect.
+	Rotate func(ctx context.Context, current string) (string, error)
 
 	MinBackoff       time.Duration // default 1s
 	MaxBackoff       time.Duration // default 60s
@@ -124,9 +129,10 @@ type Link struct {
 	results    chan []byte  // encoded command results waiting for a session
 	dropped    atomic.Uint64
 
-	mu      sync.Mutex // guards lastErr and retryIn
+	mu      sync.Mutex // guards lastErr, retryIn and token
 	lastErr string
 	retryIn time.Duration
+	token   string // the device token, replaced by a rotation
 }
 
 // New checks cfg and returns a Link; call Run to connect.
@@ -139,7 +145,7 @@ func New(cfg Config) (*Link, error) {
 	// few at a time; older final results are re-reported from its state
 	// dir after a reconnect): a small buffer per link, which fleetsim runs
 	// by the thousand.
-	l := &Link{cfg: cfg, results: make(chan []byte, 32)}
+	l := &Link{cfg: cfg, results: make(chan []byte, 32), token: cfg.Token}
 	if l.cfg.OnCommand == nil {
 		// Without an executor every command is refused at once, so the hub
 		// does not keep redelivering it until its TTL.
@@ -209,6 +215,9 @@ func (l *Link) Run(ctx context.Context) error {
 			net.Reset()
 			auth.Reset()
 		}
+		if ce := (*closeErr)(nil); errors.As(err, &ce) && ce.code == protocol.CloseRotateToken && l.cfg.Rotate != nil {
+			l.rotate(ctx)
+		}
 		wait := l.waitAfter(err, &net, &auth)
 		l.mu.Lock()
 		l.lastErr, l.retryIn = fmt.Sprint(err), wait
@@ -218,6 +227,30 @@ func (l *Link) Run(ctx context.Context) error {
 			return ctx.Err()
 		}
 	}
+}
+
+// Token is the device token the link uses now.
+func (l *Link) Token() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.token
+}
+
+// rotate trades the token for a new one. On failure the old token stays
+// (the hub honours it until a new one is used) and the hub will ask again.
+func (l *Link) rotate(ctx context.Context) {
+	old := l.Token()
+	rctx, cancel := context.WithTimeout(ctx, l.cfg.HandshakeTimeout)
+	defer cancel()
+	tok, err := l.cfg.Rotate(rctx, old)
+	if err != nil {
+		l.cfg.Logger.Warn("token rotation failed; keeping the current token", "err", err)
+		return
+	}
+	l.mu.Lock()
+	l.token = tok
+	l.mu.Unlock()
+	l.cfg.Logger.Info("device token rotated")
 }
 
 // waitAfter picks the wait for the way the last session ended (SPEC.md

@@ -51,7 +51,7 @@ func (l *Link) session(ctx context.Context) (welcomed bool, err error) {
 
 func (l *Link) dial(ctx context.Context) (*websocket.Conn, error) {
 	h := http.Header{}
-	h.Set("Authorization", "Bearer "+l.cfg.Token)
+	h.Set("Authorization", "Bearer "+l.Token())
 	dctx, cancel := context.WithTimeout(ctx, l.cfg.HandshakeTimeout)
 	defer cancel()
 	conn, resp, err := l.dialer.DialContext(dctx, l.cfg.URL, h)

@@ -30,7 +30,10 @@ type HubConfig struct {
 	CAFile        string `mapstructure:"ca_file"`
 	CAFingerprint string `mapstructure:"ca_fingerprint"`
 	AllowInsecure bool   `mapstructure:"allow_insecure"`
-	Compress      bool   `mapstructure:"compress"`
+	// TokenFile keeps a rotated token (it then replaces Token); default
+	// device.token next to the spool directory.
+	TokenFile string `mapstructure:"token_file"`
+	Compress  bool   `mapstructure:"compress"`
 }
 
 // SpoolConfig bounds the on-disk buffer.

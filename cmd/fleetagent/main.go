@@ -132,11 +132,15 @@ func (m *Main) newLink(sp *spool.Spool, log *slog.Logger, onCommand func(protoco
 	if err != nil {
 		return nil, fmt.Errorf("hub TLS: %w", err)
 	}
+	token, err := cfg.currentToken()
+	if err != nil {
+		return nil, err
+	}
 	host, _ := os.Hostname()
 	return link.New(link.Config{
-		URL: cfg.Hub.URL, Token: cfg.Hub.Token, TLS: tlsCfg, AllowInsecure: cfg.Hub.AllowInsecure,
-		Compress: cfg.Hub.Compress,
-		Spool:    sp, Logger: log, OnCommand: onCommand,
+		URL: cfg.Hub.URL, Token: token, TLS: tlsCfg, AllowInsecure: cfg.Hub.AllowInsecure,
+		Compress: cfg.Hub.Compress, Rotate: m.rotator(tlsCfg),
+		Spool: sp, Logger: log, OnCommand: onCommand,
 		Hello: protocol.Hello{
 			AgentVersion: version, BootID: bootID(), Hostname: host,
 			Arch: runtime.GOOS + "/" + arch(), Capabilities: []string{"telemetry"},

@@ -35,7 +35,7 @@ func (a *app) deviceCommand() *cobra.Command {
 		RunE:  groupRun,
 	}
 	cmd.AddCommand(a.deviceAddCommand(), a.deviceListCommand(), a.deviceShowCommand(),
-		a.deviceRevokeCommand(), a.deviceDeleteCommand())
+		a.deviceRevokeCommand(), a.deviceRotateCommand(), a.deviceDeleteCommand())
 	return cmd
 }
 
@@ -128,6 +128,21 @@ func (a *app) deviceShowCommand() *cobra.Command {
 	}
 }
 
+func (a *app) deviceRotateCommand() *cobra.Command {
+	return &cobra.Command{
+		Use:   "rotate ID",
+		Short: "Make a device get a new token (now if online, else when it next connects)",
+		Long: `Make a device rotate its token. An online agent is told at once: it gets
+a new token from the hub, keeps it and reconnects with it; an offline one
+when it next connects. The old token stops working once the new one is
+used. To lock a device out instead, revoke it.`,
+		Args: exactArgs(1, "a device ID"),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			return a.deviceCall(cmd, "POST", args[0], "/rotate")
+		},
+	}
+}
+
 func (a *app) deviceRevokeCommand() *cobra.Command {
 	return &cobra.Command{
 		Use:   "revoke ID",
@@ -158,8 +173,12 @@ func (a *app) deviceCall(cmd *cobra.Command, method, id, suffix string) error {
 	if err := json.Unmarshal(body, &resp); err != nil {
 		return fmt.Errorf("decode response: %w", err)
 	}
-	if suffix == "/revoke" {
+	switch suffix {
+	case "/revoke":
 		fmt.Fprintf(a.sys.Stdout, "Revoked device %s: its token no longer works and any live connection was closed.\n\n", id)
+	case "/rotate":
+		fmt.Fprintf(a.sys.Stdout, "Asked device %s for a token rotation: %s\n\n", id,
+			map[bool]string{true: "it is online and rotates now.", false: "it is offline and rotates when it next connects."}[resp.Device.Online])
 	}
 	printDevice(a.sys.Stdout, resp.Device, a.sys.Now())
 	return nil

@@ -22,6 +22,9 @@ type Sessions interface {
 	Online(deviceID string) bool
 	// Disconnect closes the device's live session at once, if any.
 	Disconnect(deviceID string, reason string)
+	// RequestRotation asks the device's live session, if any, to rotate
+	// its token now.
+	RequestRotation(deviceID string)
 }
 
 // Config configures the API handler.
@@ -86,6 +89,7 @@ func New(cfg Config) http.Handler {
 	// Users may change their own password (checked in the handler).
 	mux.HandleFunc("POST /api/v1/users/{name}/password", viewer(s.setPassword))
 	mux.HandleFunc("POST /api/v1/users/{name}/role", admin(s.setRole))
+	mux.HandleFunc("POST /api/v1/devices/{id}/rotate", admin(s.rotateDevice))
 	mux.HandleFunc("POST /api/v1/enrollments", admin(s.createEnrollment))
 	mux.HandleFunc("GET /api/v1/enrollments", admin(s.listEnrollments))
 	mux.HandleFunc("POST /api/v1/enrollments/{id}/revoke", admin(s.revokeEnrollment))
@@ -97,7 +101,8 @@ func New(cfg Config) http.Handler {
 	// only sign-in comes before it.
 	outer := http.NewServeMux()
 	outer.HandleFunc("POST /api/v1/login", s.login)
-	outer.HandleFunc("POST /api/v1/enroll", s.enroll) // the code is the credential
+	outer.HandleFunc("POST /api/v1/enroll", s.enroll)             // the code is the credential
+	outer.HandleFunc("POST /api/v1/device/token", s.rotateToken) // the device token is
 	outer.Handle("/", s.authenticate(mux))
 	return outer
 }

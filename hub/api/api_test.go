@@ -23,11 +23,13 @@ import (
 type fakeSessions struct {
 	OnlineFn     func(id string) bool
 	DisconnectFn func(id, reason string)
+	rotations    recorder
 }
 
 func (f *fakeSessions) Online(id string) bool { return f.OnlineFn(id) }
 
 func (f *fakeSessions) Disconnect(id, reason string) { f.DisconnectFn(id, reason) }
+func (f *fakeSessions) RequestRotation(id string)      { f.rotations.add(id) }
 
 // recorder keeps Disconnect calls and the revoked state seen at that time.
 type recorder struct {
@@ -55,6 +57,7 @@ type env struct {
 	waits chan string // ids of long polls that reached Commands.Wait
 	token string
 	disc  *recorder
+	sess  *fakeSessions
 }
 
 func newEnv(t *testing.T) *env {
@@ -80,6 +83,7 @@ func newEnv(t *testing.T) *env {
 			e.disc.add(fmt.Sprintf("%s:%s:revoked=%v", id, reason, d.Revoked))
 		},
 	}
+	e.sess = sess
 	e.srv = httptest.NewServer(New(Config{
 		Store: st, Sessions: sess, Commands: waitSignal{svc, e.waits}, HubURL: "wss://hub.example:8443/v1/device", CAFingerprint: strings.Repeat("ab", 32),
 	}))

@@ -102,6 +102,11 @@ func (s *session) run() {
 	s.startBackground()
 
 	s.log().Info("device connected", "agent_version", hello.AgentVersion, "boot_id", hello.BootID)
+	if s.dev.RotateRequested {
+		// An operator asked for a new token while the device was away: it
+		// gets one (POST /api/v1/device/token) and comes back with it.
+		s.Close(protocol.CloseRotateToken, "rotate your device token")
+	}
 	if cfg.Commands != nil {
 		cfg.Commands.DeviceConnected(s.dev.ID)
 	}

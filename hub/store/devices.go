@@ -14,10 +14,13 @@ import (
 	sqlite3 "modernc.org/sqlite/lib"
 )
 
-const deviceColumns = `id, labels, created_at, revoked_at, last_seen, agent_version, transport`
+const deviceColumns = `id, labels, created_at, revoked_at, last_seen, agent_version, transport, rotate_requested`
 
 // authDeviceQuery also returns token_hash for the constant-time check.
 const authDeviceQuery = `SELECT ` + deviceColumns + `, token_hash FROM devices WHERE token_hash = ?`
+
+// nextAuthDeviceQuery finds a device by the new token of a rotation.
+const nextAuthDeviceQuery = `SELECT ` + deviceColumns + `, next_token_hash FROM devices WHERE next_token_hash = ?`
 
 // CreateDevice registers a device and returns it with its token. The token
 // is not stored and cannot be shown again. ErrConflict if id exists.
@@ -124,15 +127,36 @@ func (s *Store) DeleteDevice(ctx context.Context, id string) error {
 
 // AuthenticateDevice returns the device that token belongs to.
 // ErrUnauthorized for a malformed or unknown token, ErrRevoked (with the
-// device) for a revoked one.
+// device) for a revoked one. A device's new token from RotateDeviceToken
+// works too, and its first use retires the old one.
 func (s *Store) AuthenticateDevice(ctx context.Context, token string) (hub.Device, error) {
 	if !wellFormed(token, DeviceTokenPrefix) {
 		return hub.Device{}, hub.ErrUnauthorized
 	}
 	hash := hashToken(token)
+	d, err := s.deviceByHash(ctx, s.authStmt, hash)
+	if errors.Is(err, hub.ErrUnauthorized) {
+		d, err = s.deviceByHash(ctx, s.nextAuthStmt, hash)
+		if err == nil {
+			err = s.promoteToken(ctx, d.ID, hash)
+			d.RotateRequested = false
+		}
+	}
+	if err != nil {
+		return hub.Device{}, err
+	}
+	if d.Revoked {
+		return d, hub.ErrRevoked
+	}
+	return d, nil
+}
+
+// deviceByHash runs a token lookup statement (token_hash or
+// next_token_hash) and checks the stored hash in constant time.
+func (s *Store) deviceByHash(ctx context.Context, stmt *sql.Stmt, hash []byte) (hub.Device, error) {
 	var stored []byte
 	d, err := scanDevice(func(dest ...any) error {
-		return s.authStmt.QueryRowContext(ctx, hash).Scan(append(dest, &stored)...)
+		return stmt.QueryRowContext(ctx, hash).Scan(append(dest, &stored)...)
 	})
 	if errors.Is(err, sql.ErrNoRows) {
 		return hub.Device{}, hub.ErrUnauthorized
@@ -145,10 +169,64 @@ func (s *Store) AuthenticateDevice(ctx context.Context, token string) (hub.Devic
 	if subtle.ConstantTimeCompare(stored, hash) != 1 {
 		return hub.Device{}, hub.ErrUnauthorized
 	}
-	if d.Revoked {
-		return d, hub.ErrRevoked
-	}
 	return d, nil
+}
+
+// promoteToken makes a device's new token its only one.
+func (s *Store) promoteToken(ctx context.Context, id string, hash []byte) error {
+	return s.inTx(ctx, func(tx *sql.Tx) error {
+		res, err := tx.ExecContext(ctx, `UPDATE devices SET token_hash = next_token_hash, next_token_hash = NULL, rotate_requested = 0
+			WHERE id = ? AND next_token_hash = ?`, id, hash)
+		if err != nil {
+			return fmt.Errorf("promote token: %w", err)
+		}
+		if n, _ := res.RowsAffected(); n == 0 {
+			return nil // promoted by a concurrent use
+		}
+		return addAudit(ctx, tx, hub.AuditEntry{At: s.now(), Actor: "device:" + id, Action: "device.token_rotated", Subject: id})
+	})
+}
+
+// RotateDeviceToken gives a device a new token and returns it (shown once).
+// The old token keeps working until the new one is first used, so a device
+// that loses the answer can ask again; asking again replaces the pending
+// one. ErrNotFound for an unknown device, ErrRevoked for a revoked one.
+func (s *Store) RotateDeviceToken(ctx context.Context, id, actor string) (string, error) {
+	token, hash := newToken(DeviceTokenPrefix)
+	err := s.inTx(ctx, func(tx *sql.Tx) error {
+		var revoked sql.NullInt64
+		err := tx.QueryRowContext(ctx, `SELECT revoked_at FROM devices WHERE id = ?`, id).Scan(&revoked)
+		if errors.Is(err, sql.ErrNoRows) {
+			return fmt.Errorf("device %s %w", id, hub.ErrNotFound)
+		}
+		if err != nil {
+			return fmt.Errorf("rotate token: %w", err)
+		}
+		if revoked.Valid {
+			return hub.ErrRevoked
+		}
+		if _, err := tx.ExecContext(ctx, `UPDATE devices SET next_token_hash = ? WHERE id = ?`, hash, id); err != nil {
+			return fmt.Errorf("rotate token: %w", err)
+		}
+		return addAudit(ctx, tx, hub.AuditEntry{At: s.now(), Actor: actor, Action: "device.rotate_token", Subject: id})
+	})
+	if err != nil {
+		return "", err
+	}
+	return token, nil
+}
+
+// RequestTokenRotation marks a device to rotate its token: its session is
+// told at once by the caller, or at its next connect. ErrNotFound if there
+// is no such device.
+func (s *Store) RequestTokenRotation(ctx context.Context, id, actor string) error {
+	return s.inTx(ctx, func(tx *sql.Tx) error {
+		res, err := tx.ExecContext(ctx, `UPDATE devices SET rotate_requested = 1 WHERE id = ?`, id)
+		if err := s.oneRow(res, err, "request token rotation", id); err != nil {
+			return err
+		}
+		return addAudit(ctx, tx, hub.AuditEntry{At: s.now(), Actor: actor, Action: "device.rotate_requested", Subject: id})
+	})
 }
 
 // oneRow turns an UPDATE/DELETE result into ErrNotFound when no row matched.
@@ -178,7 +256,7 @@ func scanDevice(scan func(dest ...any) error) (hub.Device, error) {
 		created           int64
 		revoked, lastSeen sql.NullInt64
 	)
-	err := scan(&d.ID, &labels, &created, &revoked, &lastSeen, &d.AgentVersion, &d.Transport)
+	err := scan(&d.ID, &labels, &created, &revoked, &lastSeen, &d.AgentVersion, &d.Transport, &d.RotateRequested)
 	if err != nil {
 		return hub.Device{}, err
 	}

@@ -123,6 +123,13 @@ var migrations = []string{
 		detail  TEXT NOT NULL DEFAULT '{}' -- JSON object
 	) STRICT;
 	CREATE INDEX audit_log_at ON audit_log(at, id);`,
+	// 6: token rotation. next_token_hash is a new token handed out but not
+	// used yet: both work until the device first uses the new one, which
+	// then replaces the old. rotate_requested: an operator asked the device
+	// to rotate (it is told when it next connects).
+	`ALTER TABLE devices ADD COLUMN next_token_hash BLOB;
+	CREATE UNIQUE INDEX devices_next_token_hash ON devices(next_token_hash) WHERE next_token_hash IS NOT NULL;
+	ALTER TABLE devices ADD COLUMN rotate_requested INTEGER NOT NULL DEFAULT 0;`,
 }
 
 // migrate applies the missing migrations in one transaction, so a crash

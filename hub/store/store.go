@@ -24,9 +24,10 @@ type Store struct {
 	db *sql.DB
 	// authStmt is prepared once: AuthenticateDevice runs on every device
 	// connect, so it skips re-parsing the query.
-	authStmt *sql.Stmt
-	now      func() time.Time
-	pw       *hasher
+	authStmt     *sql.Stmt
+	nextAuthStmt *sql.Stmt // the same by a rotation's new token
+	now          func() time.Time
+	pw           *hasher
 	// dummyHash is verified against for unknown users, so CheckPassword
 	// costs the same whether or not the name exists.
 	dummyHash string
@@ -93,6 +94,9 @@ func (s *Store) init(ctx context.Context) error {
 		return fmt.Errorf("prepare auth: %w", err)
 	}
 	s.authStmt = stmt
+	if s.nextAuthStmt, err = s.db.PrepareContext(ctx, nextAuthDeviceQuery); err != nil {
+		return fmt.Errorf("prepare auth: %w", err)
+	}
 	s.dummyHash = s.pw.dummy()
 	s.startToucher()
 	return nil
@@ -101,7 +105,7 @@ func (s *Store) init(ctx context.Context) error {
 // Close closes the database.
 func (s *Store) Close() error {
 	s.closeToucher()
-	return errors.Join(s.authStmt.Close(), s.db.Close())
+	return errors.Join(s.authStmt.Close(), s.nextAuthStmt.Close(), s.db.Close())
 }
 
 // Ping checks that the database answers a query.

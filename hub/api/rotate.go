@@ -1,0 +1,66 @@
+package api
+
+import (
+	"errors"
+	"net/http"
+	"strings"
+
+	"github.com/fleetwire/fleetwire/hub"
+)
+
+// RotateTokenResponse answers POST /api/v1/device/token.
+type RotateTokenResponse struct {
+	Token string `json:"token"`
+}
+
+// rotateToken gives the calling device (Authorization: Bearer fwd_...) a
+// new token. The old one keeps working until the new one is first used,
+// so a device that loses this answer simply asks again. Refused tokens
+// count against the address like failed sign-ins.
+func (s *server) rotateToken(w http.ResponseWriter, r *http.Request) {
+	addr := sourceAddr(r)
+	if s.tooManyAttempts(w, addr) {
+		return
+	}
+	token, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
+	d, err := s.cfg.Store.AuthenticateDevice(r.Context(), token)
+	switch {
+	case !ok || errors.Is(err, hub.ErrUnauthorized):
+		s.auth.login.fail(addr)
+		w.Header().Set("WWW-Authenticate", `Bearer realm="fleethub", error="invalid_token"`)
+		writeError(w, http.StatusUnauthorized, "invalid device token")
+		return
+	case errors.Is(err, hub.ErrRevoked):
+		writeError(w, http.StatusForbidden, "device revoked")
+		return
+	case err != nil:
+		s.internalError(w, r, err)
+		return
+	}
+	newToken, err := s.cfg.Store.RotateDeviceToken(r.Context(), d.ID, "device:"+d.ID)
+	if err != nil {
+		s.writeStoreError(w, r, err)
+		return
+	}
+	s.log.Info("device token rotated (pending first use)", "device", d.ID, "addr", addr)
+	writeJSON(w, http.StatusOK, RotateTokenResponse{Token: newToken})
+}
+
+// rotateDevice asks a device to rotate its token: at once if it is
+// online, else when it next connects.
+func (s *server) rotateDevice(w http.ResponseWriter, r *http.Request) {
+	id := r.PathValue("id")
+	if err := s.cfg.Store.RequestTokenRotation(r.Context(), id, actor(r)); err != nil {
+		s.writeStoreError(w, r, err)
+		return
+	}
+	s.cfg.Sessions.RequestRotation(id)
+	s.log.Info("token rotation requested", "device", id, "by", actor(r))
+	d, err := s.cfg.Store.GetDevice(r.Context(), id)
+	if err != nil {
+		s.writeStoreError(w, r, err)
+		return
+	}
+	d.Online = s.online(id)
+	writeJSON(w, http.StatusAccepted, DeviceResponse{Device: d})
+}
