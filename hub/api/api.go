@@ -101,7 +101,7 @@ func New(cfg Config) http.Handler {
 	// only sign-in comes before it.
 	outer := http.NewServeMux()
 	outer.HandleFunc("POST /api/v1/login", s.login)
-	outer.HandleFunc("POST /api/v1/enroll", s.enroll)             // the code is the credential
+	outer.HandleFunc("POST /api/v1/enroll", s.enroll)            // the code is the credential
 	outer.HandleFunc("POST /api/v1/device/token", s.rotateToken) // the device token is
 	outer.Handle("/", s.authenticate(mux))
 	return outer
