@@ -69,7 +69,7 @@ func newFakeHub(t *testing.T) *fakeHub {
 		seen := time.Now().Add(-30 * time.Second).UTC().Format(time.RFC3339Nano)
 		writeJSON(w, map[string]any{"devices": []map[string]any{
 			{"id": "pi-01", "labels": map[string]string{"site": "lab", "env": "test"}, "online": true, "last_seen": seen, "agent_version": "0.4.0", "transport": "ws"},
-			{"id": "pi-02", "labels": map[string]string{"site": "roof", "env": "test"}, "online": false, "agent_version": "0.3.9", "transport": "ws"},
+			{"id": "pi-02", "labels": map[string]string{"site": "roof", "env": "test"}, "online": false, "agent_version": "0.3.9", "agent_behind": true, "transport": "ws"},
 		}})
 	}))
 	mux.HandleFunc("GET /api/v1/devices/{id}", f.authed(func(w http.ResponseWriter, r *http.Request) {
@@ -262,6 +262,11 @@ func TestOverviewInBrowser(t *testing.T) {
 	const rowsJS = `document.querySelectorAll('table.devices tbody tr[data-device]').length.toString()`
 	if n, err := pollText(ctx, rowsJS, "2", 2*time.Second); err != nil || n != "2" {
 		t.Fatalf("device rows = %s, %v; want 2", n, err)
+	}
+	// An agent older than the fleet's newest is marked.
+	const agentJS = `Array.from(document.querySelectorAll('tr[data-device] td[data-col=agent]')).map(td => td.textContent).sort().join('|')`
+	if got, err := pollText(ctx, agentJS, "0.3.9 (behind)|0.4.0", 2*time.Second); err != nil || got != "0.3.9 (behind)|0.4.0" {
+		t.Errorf("agent cells = %q, %v; want pi-02 marked behind", got, err)
 	}
 	const cpuJS = `(document.querySelector('tr[data-device="pi-01"] td[data-metric=cpu]')||{}).textContent||''`
 	if got, err := pollText(ctx, cpuJS, "12.5 %", 2*time.Second); err != nil || got != "12.5 %" {

@@ -2,6 +2,11 @@ package main
 
 import (
 	"bytes"
+	"context"
+	"encoding/json"
+	"io"
+	"net/http"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"strings"
@@ -69,5 +74,59 @@ func TestWritePrivate(t *testing.T) {
 	entries, _ := os.ReadDir(filepath.Dir(path))
 	if len(entries) != 1 {
 		t.Errorf("temporary files left: %v", entries)
+	}
+}
+
+// TestEnrollWritesConfigAndStarts runs enroll against a stand-in hub
+// endpoint (the real one is exercised end to end in cmd/internal/e2e):
+// the config it writes loads as the agent's, and with --start yes it
+// enables and restarts the service.
+func TestEnrollWritesConfigAndStarts(t *testing.T) {
+	var got map[string]string
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path != "/api/v1/enroll" || r.Method != "POST" {
+			http.NotFound(w, r)
+			return
+		}
+		json.NewDecoder(r.Body).Decode(&got)
+		w.WriteHeader(http.StatusCreated)
+		io.WriteString(w, `{"device_id":"pi-x","token":"fwd_`+strings.Repeat("A", 43)+`","labels":{"site":"lab"}}`)
+	}))
+	defer srv.Close()
+	dir := t.TempDir()
+	var out bytes.Buffer
+	e := NewEnroll(&out, &out)
+	var calls []string
+	e.systemctl = func(args ...string) error { calls = append(calls, strings.Join(args, " ")); return nil }
+	cfg := filepath.Join(dir, "fleetagent.yaml")
+	if err := e.ParseFlags([]string{"--hub", srv.URL, "--code", " fwe_CODE ", "--id", "pi-x", "--config", cfg,
+		"--spool-dir", filepath.Join(dir, "spool"), "--start", "yes"}); err != nil {
+		t.Fatal(err)
+	}
+	if err := e.Run(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if got["code"] != "fwe_CODE" || got["device_id"] != "pi-x" || !strings.HasPrefix(got["agent_version"], version+" ") {
+		t.Errorf("request %v", got)
+	}
+	if strings.Join(calls, "; ") != "enable --now fleetagent; restart fleetagent" {
+		t.Errorf("systemctl calls %q", calls)
+	}
+	m := NewMain(io.Discard, io.Discard)
+	if err := m.ParseFlags([]string{"--config", cfg}); err != nil {
+		t.Fatalf("written config does not load: %v", err)
+	}
+	if m.Config.DeviceID != "pi-x" || m.Config.Hub.URL != strings.Replace(srv.URL, "http://", "ws://", 1)+"/v1/device" || !strings.HasPrefix(m.Config.Hub.Token, "fwd_") {
+		t.Errorf("loaded %+v", m.Config.Hub)
+	}
+	if !strings.Contains(out.String(), "Enrolled as device pi-x (labels: site=lab)") {
+		t.Errorf("output:\n%s", out.String())
+	}
+	// A second enroll over it is refused without --force.
+	e2 := NewEnroll(io.Discard, io.Discard)
+	e2.systemctl = e.systemctl
+	e2.ParseFlags([]string{"--hub", srv.URL, "--code", "fwe_CODE", "--config", cfg, "--start", "no"})
+	if err := e2.Run(context.Background()); err == nil || !strings.Contains(err.Error(), "--force") {
+		t.Errorf("second enroll: %v", err)
 	}
 }

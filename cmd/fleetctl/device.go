@@ -23,6 +23,7 @@ type device struct {
 	RevokedAt    *time.Time        `json:"revoked_at"`
 	LastSeen     *time.Time        `json:"last_seen"`
 	AgentVersion string            `json:"agent_version"`
+	AgentBehind  bool              `json:"agent_behind"`
 	Transport    string            `json:"transport"`
 	Online       bool              `json:"online"`
 }

@@ -148,6 +148,18 @@ func TestDeviceLifecycle(t *testing.T) {
 		}
 	}
 
+	// Once another device runs a newer agent, pi-01's is marked behind.
+	if err := h.st.TouchDevice(ctx, "pi-02", h.now.Add(-time.Minute), "0.4.0"); err != nil {
+		t.Fatal(err)
+	}
+	out = h.ok("device", "list")
+	if !strings.Contains(out, "0.3.1 (behind)") || strings.Contains(out, "0.4.0 (behind)") {
+		t.Errorf("list after an upgrade elsewhere:\n%s", out)
+	}
+	if out = h.ok("device", "show", "pi-01"); !strings.Contains(out, "0.3.1 (behind)") {
+		t.Errorf("show of the older agent:\n%s", out)
+	}
+
 	out = h.ok("device", "revoke", "pi-01")
 	if !strings.Contains(out, "Revoked device pi-01") || !strings.Contains(out, "revoked") {
 		t.Fatalf("revoke output:\n%s", out)

@@ -40,7 +40,7 @@ func printDeviceTable(w io.Writer, devices []device, now time.Time) error {
 	fmt.Fprintln(tw, "ID\tONLINE\tLAST SEEN\tLABELS\tAGENT")
 	for _, d := range devices {
 		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", d.ID, onlineState(d), relTime(d.LastSeen, now),
-			orDash(formatLabels(d.Labels)), orDash(d.AgentVersion))
+			orDash(formatLabels(d.Labels)), agentText(d))
 	}
 	return tw.Flush()
 }
@@ -55,9 +55,17 @@ func printDevice(w io.Writer, d device, now time.Time) {
 	fmt.Fprintf(tw, "Labels:\t%s\n", orDash(formatLabels(d.Labels)))
 	fmt.Fprintf(tw, "Created:\t%s (%s)\n", d.CreatedAt.Local().Format(time.RFC3339), relTime(&d.CreatedAt, now))
 	fmt.Fprintf(tw, "Last seen:\t%s\n", relTime(d.LastSeen, now))
-	fmt.Fprintf(tw, "Agent:\t%s\n", orDash(d.AgentVersion))
+	fmt.Fprintf(tw, "Agent:\t%s\n", agentText(d))
 	fmt.Fprintf(tw, "Transport:\t%s\n", orDash(d.Transport))
 	tw.Flush()
+}
+
+// agentText is the agent version, marked when the fleet runs a newer one.
+func agentText(d device) string {
+	if d.AgentBehind {
+		return d.AgentVersion + " (behind)"
+	}
+	return orDash(d.AgentVersion)
 }
 
 // onlineState is "yes", "no" or, since a revoked device cannot connect,

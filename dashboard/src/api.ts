@@ -10,6 +10,7 @@ export interface Device {
   revoked?: boolean
   last_seen?: string | null
   agent_version?: string
+  agent_behind?: boolean // older than the newest agent in the fleet
   transport?: string
   online: boolean
 }

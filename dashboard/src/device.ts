@@ -79,7 +79,7 @@ export function devicePage(root: HTMLElement, live: LiveSocket, id: string, init
     clear(info)
     info.append(
       h('dt', {}, 'Last seen'), h('dd', { title: dateTime(seen) }, relative(seen)),
-      h('dt', {}, 'Agent'), h('dd', {}, d.agent_version || '–'),
+      h('dt', {}, 'Agent'), h('dd', {}, (d.agent_version || '–') + (d.agent_behind ? ' (behind the newest in the fleet)' : '')),
       h('dt', {}, 'Transport'), h('dd', {}, d.transport || '–'),
       h('dt', {}, 'Labels'), h('dd', {}, ...Object.entries(d.labels ?? {}).map(([k, v]) => h('span', { class: 'label' }, `${k}=${v}`))),
     )

@@ -27,6 +27,7 @@ interface Row {
   lastSeen?: number
   labels: Record<string, string>
   agent: string
+  behind?: boolean // agent older than the newest in the fleet
   metrics: Record<string, number>
 }
 
@@ -218,7 +219,8 @@ export function overview(root: HTMLElement, live: LiveSocket): () => void {
       h('td', {}, h('span', { class: `badge ${r.online ? 'online' : 'offline'}` }, r.online ? 'online' : 'offline')),
       h('td', { title: dateTime(r.lastSeen) }, relative(r.lastSeen, now)),
       h('td', {}, ...Object.keys(r.labels).sort().map((k) => h('span', { class: 'label' }, `${k}=${r.labels[k]}`))),
-      h('td', {}, r.agent || '–'),
+      h('td', r.behind ? { 'data-col': 'agent', class: 'behind', title: 'older than the newest agent version in the fleet' } : { 'data-col': 'agent' },
+        (r.agent || '–') + (r.behind ? ' (behind)' : '')),
       h('td', { class: 'num', 'data-metric': 'cpu' }, percent(r.metrics[CPU])),
       h('td', { class: 'num', 'data-metric': 'mem' }, percent(r.metrics[MEM])),
       h('td', { class: 'num', 'data-metric': 'temp' }, celsius(r.metrics[TEMP])),
@@ -258,6 +260,7 @@ export function overview(root: HTMLElement, live: LiveSocket): () => void {
       const r = rows.get(d.id) ?? { id: d.id, online: d.online, labels: {}, agent: '', metrics: {} }
       r.labels = d.labels ?? {}
       r.agent = d.agent_version ?? ''
+      r.behind = d.agent_behind ?? false
       if (!rows.has(d.id)) r.online = d.online
       const seen = d.last_seen ? Date.parse(d.last_seen) : undefined
       if (seen && (!r.lastSeen || seen > r.lastSeen)) r.lastSeen = seen
