@@ -35,27 +35,11 @@ func TestArmAgentsUnderQemu(t *testing.T) {
 			if fi, err := os.Stat(cfgFile); err != nil || fi.Mode().Perm() != 0o600 {
 				t.Fatalf("agent config not written 0600: %v %v", fi, err)
 			}
-			agent := exec.Command(qemu, bin, "--config", cfgFile)
-			agent.Env = append(os.Environ(), "FLEETAGENT_SPOOL_DIR="+filepath.Join(dir, "spool"), "FLEETAGENT_INTERVAL=300ms")
-			var log syncBuffer
-			agent.Stdout, agent.Stderr = &log, &log
-			if err := agent.Start(); err != nil {
-				t.Fatal(err)
-			}
-			exited := make(chan struct{})
-			go func() { agent.Wait(); close(exited) }()
-			defer func() { agent.Process.Kill(); <-exited }()
+			agent := startProc(t, qemu, []string{bin, "--config", cfgFile}, "FLEETAGENT_SPOOL_DIR="+filepath.Join(dir, "spool"), "FLEETAGENT_INTERVAL=300ms")
 			q := fmt.Sprintf(`from(bucket: %q) |> range(start: -1h) |> filter(fn: (r) => r.device == %q and r._measurement == "mem" and r.arch == %q)`, ix.Bucket, device, tc.name)
 			eventually(t, 90*time.Second, "telemetry from the "+tc.name+" agent", func() bool {
-				if len(ix.Query(t, q)) >= 3 {
-					return true
-				}
-				select {
-				case <-exited:
-					t.Fatalf("the %s agent exited; its log:\n%s", tc.name, log.String())
-				default:
-				}
-				return false
+				agent.mustRun(t, "the "+tc.name+" agent")
+				return len(ix.Query(t, q)) >= 3
 			})
 			var dev deviceJSON
 			h.api("GET", "/api/v1/devices/"+device, nil, &dev)
@@ -82,6 +66,45 @@ func crossAgent(t *testing.T, name, goarch, goarm, qemuName string) (qemu, bin s
 		t.Fatalf("cross build: %v\n%s", err, out)
 	}
 	return qemu, bin
+}
+
+// proc is a program a test started (an agent binary, perhaps under qemu),
+// its output collected.
+type proc struct {
+	cmd    *exec.Cmd
+	log    syncBuffer
+	exited chan struct{}
+}
+
+// startProc runs name with args and env added to this process's; it is
+// killed when the test ends, if it has not been stopped before.
+func startProc(t testing.TB, name string, args []string, env ...string) *proc {
+	t.Helper()
+	p := &proc{cmd: exec.Command(name, args...), exited: make(chan struct{})}
+	p.cmd.Env = append(os.Environ(), env...)
+	p.cmd.Stdout, p.cmd.Stderr = &p.log, &p.log
+	if err := p.cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	go func() { p.cmd.Wait(); close(p.exited) }()
+	t.Cleanup(p.stop)
+	return p
+}
+
+// stop kills the process and waits for it. Idempotent.
+func (p *proc) stop() {
+	p.cmd.Process.Kill()
+	<-p.exited
+}
+
+// mustRun fails the test, with the output, if the process has exited.
+func (p *proc) mustRun(t testing.TB, what string) {
+	t.Helper()
+	select {
+	case <-p.exited:
+		t.Fatalf("%s exited; its output:\n%s", what, p.log.String())
+	default:
+	}
 }
 
 // syncBuffer is a bytes.Buffer safe to read while a process writes to it.

@@ -47,27 +47,11 @@ func TestEnrollArmv6UnderQemu(t *testing.T) {
 	dir := t.TempDir()
 	cfgFile := filepath.Join(dir, "etc", "fleetagent.yaml")
 	args = append(args, "--id", "pi-zero-enrolled", "--config", cfgFile, "--spool-dir", filepath.Join(dir, "spool"), "--start", "no", "--run")
-	agent := exec.Command(qemu, append([]string{bin}, args...)...)
-	agent.Env = append(os.Environ(), "FLEETAGENT_INTERVAL=300ms")
-	var log syncBuffer
-	agent.Stdout, agent.Stderr = &log, &log
-	if err := agent.Start(); err != nil {
-		t.Fatal(err)
-	}
-	exited := make(chan struct{})
-	go func() { agent.Wait(); close(exited) }()
-	defer func() { agent.Process.Kill(); <-exited }()
+	agent := startProc(t, qemu, append([]string{bin}, args...), "FLEETAGENT_INTERVAL=300ms")
 	q := fmt.Sprintf(`from(bucket: %q) |> range(start: -1h) |> filter(fn: (r) => r.device == "pi-zero-enrolled" and r._measurement == "mem" and r.site == "lab")`, ix.Bucket)
 	eventually(t, 90*time.Second, "telemetry from the enrolled armv6 agent", func() bool {
-		if len(ix.Query(t, q)) >= 3 {
-			return true
-		}
-		select {
-		case <-exited:
-			t.Fatalf("the enrolled agent exited; its output:\n%s", log.String())
-		default:
-		}
-		return false
+		agent.mustRun(t, "the enrolled agent")
+		return len(ix.Query(t, q)) >= 3
 	})
 	fi, err := os.Stat(cfgFile)
 	if err != nil || fi.Mode().Perm() != 0o600 {

@@ -28,20 +28,10 @@ func TestTokenRotationKeepsDeviceOnline(t *testing.T) {
 	if err := os.WriteFile(cfgFile, []byte(conf), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	start := func() (*exec.Cmd, *syncBuffer, chan struct{}) {
-		agent := exec.Command(bins.agent, "--config", cfgFile)
-		agent.Env = append(os.Environ(), "FLEETAGENT_INTERVAL=200ms")
-		var log syncBuffer
-		agent.Stdout, agent.Stderr = &log, &log
-		if err := agent.Start(); err != nil {
-			t.Fatal(err)
-		}
-		exited := make(chan struct{})
-		go func() { agent.Wait(); close(exited) }()
-		return agent, &log, exited
+	start := func() *proc {
+		return startProc(t, bins.agent, []string{"--config", cfgFile}, "FLEETAGENT_INTERVAL=200ms")
 	}
-	agent, log, exited := start()
-	defer func() { agent.Process.Kill(); <-exited }()
+	agent := start()
 	online := func() bool {
 		var dev deviceJSON
 		h.api("GET", "/api/v1/devices/"+id, nil, &dev)
@@ -81,17 +71,16 @@ func TestTokenRotationKeepsDeviceOnline(t *testing.T) {
 			t.Errorf("upgrade with the old token: HTTP %d, want %d", resp.StatusCode, want)
 		}
 	}
-	if !strings.Contains(log.String(), "device token rotated") {
-		t.Errorf("agent log lacks the rotation:\n%s", tail(log.String(), 2000))
+	if !strings.Contains(agent.log.String(), "device token rotated") {
+		t.Errorf("agent log lacks the rotation:\n%s", tail(agent.log.String(), 2000))
 	}
 
 	// A restarted agent uses the kept token, not the retired one in its config.
-	agent.Process.Kill()
-	<-exited
-	agent, log, exited = start()
+	agent.stop()
+	agent = start()
 	before = points()
 	eventually(t, 30*time.Second, "the restarted agent streaming with the kept token", func() bool { return online() && points() > before })
-	if strings.Contains(log.String(), "401") {
-		t.Errorf("restarted agent was refused:\n%s", tail(log.String(), 2000))
+	if strings.Contains(agent.log.String(), "401") {
+		t.Errorf("restarted agent was refused:\n%s", tail(agent.log.String(), 2000))
 	}
 }
