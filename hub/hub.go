@@ -18,7 +18,13 @@ var (
 	ErrUnauthorized = errors.New("unauthorized")
 	ErrRevoked      = errors.New("device revoked")
 	ErrInvalidInput = errors.New("invalid input")
+	// ErrTooSoon: the device asked for a new token again too soon.
+	ErrTooSoon = errors.New("too soon")
 )
+
+// MinTokenRotation is how often a device may get a new token unasked
+// (an operator's request overrides it).
+const MinTokenRotation = 10 * time.Minute
 
 // Device is a registered device.
 type Device struct {

@@ -46,6 +46,13 @@ func (t Type) String() string {
 	return "unknown"
 }
 
+// Hello capabilities a hub acts on.
+const (
+	// CapRotateToken: the agent rotates its token when closed with
+	// CloseRotateToken; the hub sends that close only to agents that say so.
+	CapRotateToken = "rotate_token"
+)
+
 // Hello is the agent's first message after the upgrade.
 type Hello struct {
 	AgentVersion    string   `cbor:"1,keyasint"`

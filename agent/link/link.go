@@ -215,10 +215,12 @@ func (l *Link) Run(ctx context.Context) error {
 			net.Reset()
 			auth.Reset()
 		}
-		if ce := (*closeErr)(nil); errors.As(err, &ce) && ce.code == protocol.CloseRotateToken && l.cfg.Rotate != nil {
-			l.rotate(ctx)
+		var wait time.Duration
+		if ce := (*closeErr)(nil); errors.As(err, &ce) && ce.code == protocol.CloseRotateToken && l.cfg.Rotate != nil && !l.rotate(ctx) {
+			wait = net.Next() // not rotated: the hub will ask again; do not loop at once
+		} else {
+			wait = l.waitAfter(err, &net, &auth)
 		}
-		wait := l.waitAfter(err, &net, &auth)
 		l.mu.Lock()
 		l.lastErr, l.retryIn = fmt.Sprint(err), wait
 		l.mu.Unlock()
@@ -238,19 +240,20 @@ func (l *Link) Token() string {
 
 // rotate trades the token for a new one. On failure the old token stays
 // (the hub honours it until a new one is used) and the hub will ask again.
-func (l *Link) rotate(ctx context.Context) {
+func (l *Link) rotate(ctx context.Context) bool {
 	old := l.Token()
 	rctx, cancel := context.WithTimeout(ctx, l.cfg.HandshakeTimeout)
 	defer cancel()
 	tok, err := l.cfg.Rotate(rctx, old)
 	if err != nil {
 		l.cfg.Logger.Warn("token rotation failed; keeping the current token", "err", err)
-		return
+		return false
 	}
 	l.mu.Lock()
 	l.token = tok
 	l.mu.Unlock()
 	l.cfg.Logger.Info("device token rotated")
+	return true
 }
 
 // waitAfter picks the wait for the way the last session ended (SPEC.md

@@ -127,6 +127,10 @@ func (e *Enroll) Run(ctx context.Context) error {
 			return fmt.Errorf("%s already holds the token of device %q: this device is enrolled (pass --force to enroll it again)", e.ConfigPath, id)
 		}
 	}
+	// Check the config can be written before a code use is spent on it.
+	if err := checkWritable(filepath.Dir(e.ConfigPath)); err != nil {
+		return fmt.Errorf("cannot write the config (run as root?): %w", err)
+	}
 	resp, err := e.exchange(ctx)
 	if err != nil {
 		return err
@@ -138,6 +142,11 @@ func (e *Enroll) Run(ctx context.Context) error {
 	}
 	if err := writePrivate(e.ConfigPath, []byte(agentconf.Render(p))); err != nil {
 		return fmt.Errorf("write config: %w", err)
+	}
+	// A token kept from an earlier enrollment's rotation is for another
+	// config token; it would be ignored, but leave nothing stale behind.
+	if err := os.Remove(tokenFilePath("", e.SpoolDir)); err != nil && !errors.Is(err, os.ErrNotExist) {
+		fmt.Fprintf(e.stderr, "warning: remove the old rotated token: %v\n", err)
 	}
 	fmt.Fprintf(e.stdout, "Enrolled as device %s (labels: %s).\nConfig written to %s (mode 0600).\n", resp.DeviceID, formatLabels(resp.Labels), e.ConfigPath)
 	switch {
@@ -238,6 +247,19 @@ func deviceURL(hub string) string {
 	return u.String()
 }
 
+// checkWritable makes dir if needed and checks a file can be created in it.
+func checkWritable(dir string) error {
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return err
+	}
+	f, err := os.CreateTemp(dir, ".fleetagent-check-*")
+	if err != nil {
+		return err
+	}
+	f.Close()
+	return os.Remove(f.Name())
+}
+
 // enrolledAs reports the device id of an existing config with a token.
 func enrolledAs(path string) (string, bool) {
 	if _, err := os.Stat(path); err != nil {
@@ -289,7 +311,17 @@ func writePrivate(path string, data []byte) error {
 	if err := f.Close(); err != nil {
 		return err
 	}
-	return os.Rename(f.Name(), path)
+	if err := os.Rename(f.Name(), path); err != nil {
+		return err
+	}
+	// The rename is durable only once the directory is synced: a power cut
+	// right after a token rotation must not bring back the retired token.
+	d, err := os.Open(dir)
+	if err != nil {
+		return err
+	}
+	defer d.Close()
+	return d.Sync()
 }
 
 func formatLabels(l map[string]string) string {

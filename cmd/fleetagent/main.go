@@ -143,7 +143,7 @@ func (m *Main) newLink(sp *spool.Spool, log *slog.Logger, onCommand func(protoco
 		Spool: sp, Logger: log, OnCommand: onCommand,
 		Hello: protocol.Hello{
 			AgentVersion: version, BootID: bootID(), Hostname: host,
-			Arch: runtime.GOOS + "/" + arch(), Capabilities: []string{"telemetry"},
+			Arch: runtime.GOOS + "/" + arch(), Capabilities: []string{"telemetry", protocol.CapRotateToken},
 		},
 	})
 }

@@ -3,7 +3,9 @@ package main
 import (
 	"bytes"
 	"context"
+	"crypto/sha256"
 	"crypto/tls"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -17,17 +19,33 @@ import (
 )
 
 // tokenFile is where a rotated device token is kept: hub.token_file, else
-// next to the spool (/var/lib/fleetagent/device.token), the one place the
-// service may write (its config in /etc is read-only to it).
+// the service's state directory ($STATE_DIRECTORY from systemd:
+// /var/lib/fleetagent), else next to the spool. Its config in /etc is
+// read-only to the service.
 func (c *Config) tokenFile() string {
-	if c.Hub.TokenFile != "" {
-		return c.Hub.TokenFile
-	}
-	return filepath.Join(filepath.Dir(filepath.Clean(c.Spool.Dir)), "device.token")
+	return tokenFilePath(c.Hub.TokenFile, c.Spool.Dir)
 }
 
-// currentToken is the token to connect with: a rotated one from the token
-// file, else hub.token.
+func tokenFilePath(explicit, spoolDir string) string {
+	if explicit != "" {
+		return explicit
+	}
+	if dir, _, _ := strings.Cut(os.Getenv("STATE_DIRECTORY"), ":"); dir != "" {
+		return filepath.Join(dir, "device.token")
+	}
+	return filepath.Join(filepath.Dir(filepath.Clean(spoolDir)), "device.token")
+}
+
+// tokenOrigin ties a kept token to the config token it replaced, so a new
+// config (enrolled again, a new device token pasted in) wins over a token
+// kept for the old one.
+func tokenOrigin(configToken string) string {
+	sum := sha256.Sum256([]byte(configToken))
+	return "origin sha256:" + hex.EncodeToString(sum[:8])
+}
+
+// currentToken is the token to connect with: the kept one, if it was
+// rotated from this config's hub.token, else hub.token.
 func (c *Config) currentToken() (string, error) {
 	b, err := os.ReadFile(c.tokenFile())
 	if errors.Is(err, os.ErrNotExist) {
@@ -36,9 +54,12 @@ func (c *Config) currentToken() (string, error) {
 	if err != nil {
 		return "", fmt.Errorf("read rotated token: %w", err)
 	}
-	tok := strings.TrimSpace(string(b))
+	tok, origin, _ := strings.Cut(strings.TrimSpace(string(b)), "\n")
 	if !strings.HasPrefix(tok, "fwd_") {
 		return "", fmt.Errorf("%s does not hold a device token; remove it to use hub.token", c.tokenFile())
+	}
+	if strings.TrimSpace(origin) != tokenOrigin(c.Hub.Token) {
+		return c.Hub.Token, nil // kept for another config token: stale
 	}
 	return tok, nil
 }
@@ -50,7 +71,7 @@ func (c *Config) currentToken() (string, error) {
 func (m *Main) rotator(tlsCfg *tls.Config) func(ctx context.Context, current string) (string, error) {
 	client := &http.Client{Timeout: 30 * time.Second, Transport: &http.Transport{TLSClientConfig: tlsCfg, Proxy: http.ProxyFromEnvironment}}
 	endpoint := apiURL(m.Config.Hub.URL, "/api/v1/device/token")
-	path := m.Config.tokenFile()
+	path, origin := m.Config.tokenFile(), tokenOrigin(m.Config.Hub.Token)
 	return func(ctx context.Context, current string) (string, error) {
 		req, err := http.NewRequestWithContext(ctx, "POST", endpoint, bytes.NewReader(nil))
 		if err != nil {
@@ -71,7 +92,7 @@ func (m *Main) rotator(tlsCfg *tls.Config) func(ctx context.Context, current str
 		if res.StatusCode != http.StatusOK || !strings.HasPrefix(out.Token, "fwd_") {
 			return "", fmt.Errorf("rotate token: hub answered %d %s", res.StatusCode, out.Error)
 		}
-		if err := writePrivate(path, []byte(out.Token+"\n")); err != nil {
+		if err := writePrivate(path, []byte(out.Token+"\n"+origin+"\n")); err != nil {
 			return "", fmt.Errorf("rotate token: keep it in %s: %w", path, err)
 		}
 		return out.Token, nil

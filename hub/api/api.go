@@ -11,6 +11,7 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
+	"time"
 
 	"github.com/fleetwire/fleetwire/hub"
 	"github.com/fleetwire/fleetwire/hub/store"
@@ -51,11 +52,15 @@ type server struct {
 	cfg  Config
 	log  *slog.Logger
 	auth *Authenticator
+	// devices counts failed device credentials (enrollment codes, device
+	// tokens) per address, apart from sign-ins: a fleet re-running a spent
+	// code must not lock the operators out.
+	devices *loginLimiter
 }
 
 // New returns the handler that serves /api/v1/...; mount it at "/api/".
 func New(cfg Config) http.Handler {
-	s := &server{cfg: cfg, log: cfg.Logger, auth: cfg.Auth}
+	s := &server{cfg: cfg, log: cfg.Logger, auth: cfg.Auth, devices: newLoginLimiter(20, time.Minute)}
 	if s.log == nil {
 		s.log = slog.New(slog.NewTextHandler(io.Discard, nil))
 	}

@@ -154,7 +154,7 @@ func (s *server) revokeEnrollment(w http.ResponseWriter, r *http.Request) {
 // failed sign-ins.
 func (s *server) enroll(w http.ResponseWriter, r *http.Request) {
 	addr := sourceAddr(r)
-	if s.tooManyAttempts(w, addr) {
+	if blockedBy(w, s.devices, addr, "too many failed device credentials from your address; try again later") {
 		return
 	}
 	var req EnrollRequest
@@ -172,12 +172,12 @@ func (s *server) enroll(w http.ResponseWriter, r *http.Request) {
 	d, token, err := s.cfg.Store.Enroll(r.Context(), req.Code, req.DeviceID, detail)
 	switch {
 	case errors.Is(err, hub.ErrCodeUnknown):
-		s.auth.login.fail(addr)
+		s.devices.fail(addr)
 		s.log.Warn("enrollment refused: unknown code", "addr", addr, "device", req.DeviceID)
 		writeError(w, http.StatusUnauthorized, err.Error())
 		return
 	case errors.Is(err, hub.ErrCodeExpired), errors.Is(err, hub.ErrCodeUsedUp), errors.Is(err, hub.ErrCodeRevoked):
-		s.auth.login.fail(addr)
+		s.devices.fail(addr)
 		s.log.Warn("enrollment refused", "addr", addr, "device", req.DeviceID, "err", err)
 		writeError(w, http.StatusForbidden, err.Error())
 		return

@@ -104,14 +104,18 @@ func TestEnrollAttemptsLimited(t *testing.T) {
 	e := newEnv(t)
 	_, body := e.do("POST", "/api/v1/enrollments", `{"uses":5}`)
 	good := decode[CreateEnrollmentResponse](t, body).Code
-	for i := range 10 {
+	for i := range 20 {
 		status, body := e.doWith("POST", "/api/v1/enroll", fmt.Sprintf(`{"code":"fwe_%026d","device_id":"x%d"}`, i, i), "", "application/json")
 		if status != http.StatusUnauthorized {
 			t.Fatalf("attempt %d: %d %s", i, status, body)
 		}
 	}
 	status, body := e.doWith("POST", "/api/v1/enroll", fmt.Sprintf(`{"code":%q,"device_id":"pi-late"}`, good), "", "application/json")
-	wantError(t, status, body, http.StatusTooManyRequests, "")
+	wantError(t, status, body, http.StatusTooManyRequests, "device credentials")
+	// Sign-in has its own budget: the operators are not locked out.
+	if status, body := e.doWith("POST", "/api/v1/login", `{"username":"nobody","password":"wrong-password-x"}`, "", "application/json"); status != http.StatusUnauthorized {
+		t.Errorf("sign-in after device failures: %d %s, want 401 (not 429)", status, body)
+	}
 }
 
 // TestAgentBehind: the device list names the newest agent version and

@@ -3,9 +3,12 @@ package api
 import (
 	"errors"
 	"net/http"
+	"strconv"
 	"strings"
+	"time"
 
 	"github.com/fleetwire/fleetwire/hub"
+	"github.com/fleetwire/fleetwire/hub/store"
 )
 
 // RotateTokenResponse answers POST /api/v1/device/token.
@@ -19,14 +22,14 @@ type RotateTokenResponse struct {
 // count against the address like failed sign-ins.
 func (s *server) rotateToken(w http.ResponseWriter, r *http.Request) {
 	addr := sourceAddr(r)
-	if s.tooManyAttempts(w, addr) {
+	if blockedBy(w, s.devices, addr, "too many failed device credentials from your address; try again later") {
 		return
 	}
 	token, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
 	d, err := s.cfg.Store.AuthenticateDevice(r.Context(), token)
 	switch {
 	case !ok || errors.Is(err, hub.ErrUnauthorized):
-		s.auth.login.fail(addr)
+		s.devices.fail(addr)
 		w.Header().Set("WWW-Authenticate", `Bearer realm="fleethub", error="invalid_token"`)
 		writeError(w, http.StatusUnauthorized, "invalid device token")
 		return
@@ -38,6 +41,11 @@ func (s *server) rotateToken(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	newToken, err := s.cfg.Store.RotateDeviceToken(r.Context(), d.ID, "device:"+d.ID)
+	if errors.Is(err, hub.ErrTooSoon) {
+		w.Header().Set("Retry-After", strconv.Itoa(int(hub.MinTokenRotation/time.Second)))
+		writeError(w, http.StatusTooManyRequests, err.Error())
+		return
+	}
 	if err != nil {
 		s.writeStoreError(w, r, err)
 		return
@@ -50,6 +58,10 @@ func (s *server) rotateToken(w http.ResponseWriter, r *http.Request) {
 // online, else when it next connects.
 func (s *server) rotateDevice(w http.ResponseWriter, r *http.Request) {
 	id := r.PathValue("id")
+	if d, err := s.cfg.Store.GetDevice(r.Context(), id); err == nil && d.Transport == store.TransportMQTT {
+		writeError(w, http.StatusConflict, "device "+id+" reaches the hub over MQTT and has no device token to rotate")
+		return
+	}
 	if err := s.cfg.Store.RequestTokenRotation(r.Context(), id, actor(r)); err != nil {
 		s.writeStoreError(w, r, err)
 		return

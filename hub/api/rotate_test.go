@@ -47,6 +47,18 @@ func TestTokenRotationAPI(t *testing.T) {
 		status, body := e.doWith("POST", "/api/v1/device/token", "", auth, "")
 		wantError(t, status, body, http.StatusUnauthorized, "device token")
 	}
+	// Asking again at once, unasked, is too soon.
+	status, body = e.doWith("POST", "/api/v1/device/token", "", "Bearer "+newTok, "")
+	wantError(t, status, body, http.StatusTooManyRequests, "at most one per")
+	// An MQTT device has no token to rotate.
+	if _, _, err := e.st.CreateDevice(ctx, "esp-1", nil); err != nil {
+		t.Fatal(err)
+	}
+	if err := e.st.SetDeviceTransport(ctx, "esp-1", "mqtt"); err != nil {
+		t.Fatal(err)
+	}
+	status, body = e.do("POST", "/api/v1/devices/esp-1/rotate", "")
+	wantError(t, status, body, http.StatusConflict, "MQTT")
 	// An API token is not a device token.
 	status, body = e.doWith("POST", "/api/v1/device/token", "", "Bearer "+e.token, "")
 	wantError(t, status, body, http.StatusUnauthorized, "device token")

@@ -76,13 +76,18 @@ func sourceAddr(r *http.Request) string {
 
 // tooManyAttempts answers 429 when addr has used up its sign-in failures.
 func (s *server) tooManyAttempts(w http.ResponseWriter, addr string) bool {
-	wait, blocked := s.auth.login.blocked(addr)
+	return blockedBy(w, s.auth.login, addr, "too many failed sign-ins from your address; try again later")
+}
+
+// blockedBy answers 429 with Retry-After when l blocks addr.
+func blockedBy(w http.ResponseWriter, l *loginLimiter, addr, msg string) bool {
+	wait, blocked := l.blocked(addr)
 	if !blocked {
 		return false
 	}
 	secs := int((wait + time.Second - 1) / time.Second)
 	w.Header().Set("Retry-After", strconv.Itoa(max(secs, 1)))
-	writeError(w, http.StatusTooManyRequests, "too many failed sign-ins from your address; try again later")
+	writeError(w, http.StatusTooManyRequests, msg)
 	return true
 }
 

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -91,6 +92,13 @@ func (s *session) run() {
 	if err := s.send(s.welcome()); err != nil {
 		return
 	}
+	if s.dev.RotateRequested && slices.Contains(hello.Capabilities, protocol.CapRotateToken) {
+		// An operator asked for a new token while the device was away: it
+		// gets one (POST /api/v1/device/token) and comes back with it. An
+		// agent that cannot rotate is not closed (it would only loop).
+		s.Close(protocol.CloseRotateToken, "rotate your device token")
+		return
+	}
 	cfg.Registry.Register(s.dev.ID, s)
 	defer cfg.Registry.Unregister(s.dev.ID, s)
 	cfg.Metrics.Connects.Inc()
@@ -102,11 +110,6 @@ func (s *session) run() {
 	s.startBackground()
 
 	s.log().Info("device connected", "agent_version", hello.AgentVersion, "boot_id", hello.BootID)
-	if s.dev.RotateRequested {
-		// An operator asked for a new token while the device was away: it
-		// gets one (POST /api/v1/device/token) and comes back with it.
-		s.Close(protocol.CloseRotateToken, "rotate your device token")
-	}
 	if cfg.Commands != nil {
 		cfg.Commands.DeviceConnected(s.dev.ID)
 	}

@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"time"
 
 	"github.com/fleetwire/fleetwire/hub"
 	"modernc.org/sqlite"
@@ -97,7 +98,7 @@ func (s *Store) ListDevices(ctx context.Context) ([]hub.Device, error) {
 // session. ErrNotFound if there is no such device.
 func (s *Store) RevokeDevice(ctx context.Context, id string) error {
 	res, err := s.db.ExecContext(ctx,
-		`UPDATE devices SET revoked_at = coalesce(revoked_at, ?) WHERE id = ?`,
+		`UPDATE devices SET revoked_at = coalesce(revoked_at, ?), next_token_hash = NULL WHERE id = ?`,
 		unixNano(s.now()), id)
 	return s.oneRow(res, err, "revoke device", id)
 }
@@ -138,7 +139,12 @@ func (s *Store) AuthenticateDevice(ctx context.Context, token string) (hub.Devic
 	if errors.Is(err, hub.ErrUnauthorized) {
 		d, err = s.deviceByHash(ctx, s.nextAuthStmt, hash)
 		if err == nil {
-			err = s.promoteToken(ctx, d.ID, hash)
+			var promoted bool
+			if promoted, err = s.promoteToken(ctx, d.ID, hash); err == nil && !promoted {
+				// A concurrent use promoted it first (then it is the
+				// current token), or the device was revoked meanwhile.
+				d, err = s.deviceByHash(ctx, s.authStmt, hash)
+			}
 			d.RotateRequested = false
 		}
 	}
@@ -172,19 +178,23 @@ func (s *Store) deviceByHash(ctx context.Context, stmt *sql.Stmt, hash []byte) (
 	return d, nil
 }
 
-// promoteToken makes a device's new token its only one.
-func (s *Store) promoteToken(ctx context.Context, id string, hash []byte) error {
-	return s.inTx(ctx, func(tx *sql.Tx) error {
+// promoteToken makes a device's new token its only one; false if it was
+// no longer pending (promoted by a concurrent use, or the device revoked).
+func (s *Store) promoteToken(ctx context.Context, id string, hash []byte) (bool, error) {
+	promoted := false
+	err := s.inTx(ctx, func(tx *sql.Tx) error {
 		res, err := tx.ExecContext(ctx, `UPDATE devices SET token_hash = next_token_hash, next_token_hash = NULL, rotate_requested = 0
-			WHERE id = ? AND next_token_hash = ?`, id, hash)
+			WHERE id = ? AND next_token_hash = ? AND revoked_at IS NULL`, id, hash)
 		if err != nil {
 			return fmt.Errorf("promote token: %w", err)
 		}
 		if n, _ := res.RowsAffected(); n == 0 {
-			return nil // promoted by a concurrent use
+			return nil
 		}
+		promoted = true
 		return addAudit(ctx, tx, hub.AuditEntry{At: s.now(), Actor: "device:" + id, Action: "device.token_rotated", Subject: id})
 	})
+	return promoted, err
 }
 
 // RotateDeviceToken gives a device a new token and returns it (shown once).
@@ -194,8 +204,9 @@ func (s *Store) promoteToken(ctx context.Context, id string, hash []byte) error 
 func (s *Store) RotateDeviceToken(ctx context.Context, id, actor string) (string, error) {
 	token, hash := newToken(DeviceTokenPrefix)
 	err := s.inTx(ctx, func(tx *sql.Tx) error {
-		var revoked sql.NullInt64
-		err := tx.QueryRowContext(ctx, `SELECT revoked_at FROM devices WHERE id = ?`, id).Scan(&revoked)
+		var revoked, rotatedAt sql.NullInt64
+		var requested bool
+		err := tx.QueryRowContext(ctx, `SELECT revoked_at, rotate_requested, token_rotated_at FROM devices WHERE id = ?`, id).Scan(&revoked, &requested, &rotatedAt)
 		if errors.Is(err, sql.ErrNoRows) {
 			return fmt.Errorf("device %s %w", id, hub.ErrNotFound)
 		}
@@ -205,7 +216,12 @@ func (s *Store) RotateDeviceToken(ctx context.Context, id, actor string) (string
 		if revoked.Valid {
 			return hub.ErrRevoked
 		}
-		if _, err := tx.ExecContext(ctx, `UPDATE devices SET next_token_hash = ? WHERE id = ?`, hash, id); err != nil {
+		now := s.now()
+		if !requested && rotatedAt.Valid && now.Sub(fromNano(rotatedAt.Int64)) < hub.MinTokenRotation {
+			return fmt.Errorf("%w: a new token was handed out at %s; at most one per %s unless an operator asks",
+				hub.ErrTooSoon, fromNano(rotatedAt.Int64).Format(time.RFC3339), hub.MinTokenRotation)
+		}
+		if _, err := tx.ExecContext(ctx, `UPDATE devices SET next_token_hash = ?, token_rotated_at = ? WHERE id = ?`, hash, unixNano(now), id); err != nil {
 			return fmt.Errorf("rotate token: %w", err)
 		}
 		return addAudit(ctx, tx, hub.AuditEntry{At: s.now(), Actor: actor, Action: "device.rotate_token", Subject: id})

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"testing"
+	"time"
 
 	"github.com/fleetwire/fleetwire/hub"
 )
@@ -75,5 +76,80 @@ func TestTokenRotation(t *testing.T) {
 			t.Errorf("audit %v, want %v", actions, want)
 			break
 		}
+	}
+}
+
+// TestTokenRotationLimits: unasked rotations are rate-limited per device;
+// an operator's request lifts the limit; revocation kills a pending token.
+func TestTokenRotationLimits(t *testing.T) {
+	ctx := context.Background()
+	s, _ := openTest(t)
+	now := s.now()
+	s.now = func() time.Time { return now }
+	_, old := mustCreate(t, s, "pi-lim", nil)
+	tok, err := s.RotateDeviceToken(ctx, "pi-lim", "device:pi-lim")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.RotateDeviceToken(ctx, "pi-lim", "device:pi-lim"); !errors.Is(err, hub.ErrTooSoon) {
+		t.Errorf("second unasked rotation at once: %v, want ErrTooSoon", err)
+	}
+	now = now.Add(hub.MinTokenRotation)
+	tok, err = s.RotateDeviceToken(ctx, "pi-lim", "device:pi-lim")
+	if err != nil {
+		t.Fatalf("after the interval: %v", err)
+	}
+	if err := s.RequestTokenRotation(ctx, "pi-lim", "token:admin"); err != nil {
+		t.Fatal(err)
+	}
+	if tok, err = s.RotateDeviceToken(ctx, "pi-lim", "device:pi-lim"); err != nil {
+		t.Fatalf("asked for by an operator: %v", err)
+	}
+	// Revoked with a token pending: neither works, nothing is promoted.
+	if err := s.RevokeDevice(ctx, "pi-lim"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.AuthenticateDevice(ctx, tok); !errors.Is(err, hub.ErrUnauthorized) {
+		t.Errorf("pending token of a revoked device: %v, want ErrUnauthorized", err)
+	}
+	if _, err := s.AuthenticateDevice(ctx, old); !errors.Is(err, hub.ErrRevoked) {
+		t.Errorf("old token of a revoked device: %v, want ErrRevoked", err)
+	}
+	entries, _ := s.ListAudit(ctx, 0, 0)
+	for _, e := range entries {
+		if e.Action == "device.token_rotated" {
+			t.Errorf("a token was promoted: %+v", e)
+		}
+	}
+}
+
+// TestConcurrentFirstUse: two first uses of a new token at once both
+// succeed; it is promoted once.
+func TestConcurrentFirstUse(t *testing.T) {
+	ctx := context.Background()
+	s, _ := openTest(t)
+	mustCreate(t, s, "pi-cc", nil)
+	tok, err := s.RotateDeviceToken(ctx, "pi-cc", "device:pi-cc")
+	if err != nil {
+		t.Fatal(err)
+	}
+	errs := make(chan error, 8)
+	for range 8 {
+		go func() { _, err := s.AuthenticateDevice(ctx, tok); errs <- err }()
+	}
+	for range 8 {
+		if err := <-errs; err != nil {
+			t.Errorf("a concurrent first use failed: %v", err)
+		}
+	}
+	entries, _ := s.ListAudit(ctx, 0, 0)
+	n := 0
+	for _, e := range entries {
+		if e.Action == "device.token_rotated" {
+			n++
+		}
+	}
+	if n != 1 {
+		t.Errorf("promoted %d times, want 1", n)
 	}
 }

@@ -129,7 +129,8 @@ var migrations = []string{
 	// to rotate (it is told when it next connects).
 	`ALTER TABLE devices ADD COLUMN next_token_hash BLOB;
 	CREATE UNIQUE INDEX devices_next_token_hash ON devices(next_token_hash) WHERE next_token_hash IS NOT NULL;
-	ALTER TABLE devices ADD COLUMN rotate_requested INTEGER NOT NULL DEFAULT 0;`,
+	ALTER TABLE devices ADD COLUMN rotate_requested INTEGER NOT NULL DEFAULT 0;
+	ALTER TABLE devices ADD COLUMN token_rotated_at INTEGER; -- last new token handed out`,
 }
 
 // migrate applies the missing migrations in one transaction, so a crash

@@ -57,7 +57,20 @@ func TestTokenRotationKeepsDeviceOnline(t *testing.T) {
 	if fi, err := os.Stat(tokenFile); err != nil || fi.Mode().Perm() != 0o600 {
 		t.Errorf("token file %v, %v: want mode 0600", fi, err)
 	}
-	// Online again with the new token, still streaming.
+	// The agent used the new token (the hub retired the old one then),
+	// and it is online and streaming again.
+	eventually(t, 30*time.Second, "the new token used (audit: device.token_rotated)", func() bool {
+		var audit struct {
+			Entries []struct{ Action, Subject string } `json:"entries"`
+		}
+		h.api("GET", "/api/v1/audit", nil, &audit)
+		for _, e := range audit.Entries {
+			if e.Action == "device.token_rotated" && e.Subject == id {
+				return true
+			}
+		}
+		return false
+	})
 	before := points()
 	eventually(t, 30*time.Second, "online and streaming after the rotation", func() bool { return online() && points() > before })
 	// The old token no longer opens a session; the new one would.
