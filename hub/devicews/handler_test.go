@@ -31,6 +31,8 @@ func (fakeStore) AuthenticateDevice(_ context.Context, token string) (hub.Device
 		return hub.Device{ID: strings.TrimPrefix(token, "good-"), Labels: map[string]string{"site": "lab"}}, nil
 	case strings.HasPrefix(token, "revoked-"):
 		return hub.Device{}, hub.ErrRevoked
+	case strings.HasPrefix(token, "rotate-"): // an operator asked it to rotate
+		return hub.Device{ID: strings.TrimPrefix(token, "rotate-"), RotateRequested: true}, nil
 	}
 	return hub.Device{}, hub.ErrUnauthorized
 }
@@ -367,3 +369,43 @@ func hexb(s string) []byte {
 }
 
 func bytesRepeat(b byte, n int) []byte { return bytes.Repeat([]byte{b}, n) }
+
+// TestRotateRequestedAtConnect: a device asked to rotate while away is
+// told at connect (close 4009) if its agent can rotate, before it counts
+// as online; an agent that cannot is let in (closing it would only loop).
+func TestRotateRequestedAtConnect(t *testing.T) {
+	e := newEnv(t, nil)
+	for _, tc := range []struct {
+		caps []string
+		want int
+	}{
+		{[]string{"telemetry", protocol.CapRotateToken}, int(protocol.CloseRotateToken)},
+		{[]string{"telemetry"}, 0},
+	} {
+		c, _, err := e.dial("rotate-pi-r")
+		if err != nil {
+			t.Fatal(err)
+		}
+		e.send(c, &protocol.Hello{AgentVersion: "test", ProtocolVersion: protocol.Version, BootID: "b", Capabilities: tc.caps})
+		if tc.want != 0 {
+			if code := closeCode(t, c); code != tc.want {
+				t.Errorf("caps %v: close %d, want %d", tc.caps, code, tc.want)
+			}
+			if e.reg.Online("pi-r") {
+				t.Errorf("a device told to rotate counted as online")
+			}
+		} else {
+			if _, ok := e.read(c).(*protocol.Welcome); !ok {
+				t.Errorf("caps %v: no welcome", tc.caps)
+			}
+			deadline := time.Now().Add(5 * time.Second)
+			for !e.reg.Online("pi-r") {
+				if time.Now().After(deadline) {
+					t.Fatalf("caps %v: not online after its welcome", tc.caps)
+				}
+				time.Sleep(10 * time.Millisecond) // poll interval
+			}
+		}
+		c.Close()
+	}
+}
