@@ -10,7 +10,7 @@ GO      ?= go
 export FLEETWIRE_INFLUXD := $(INFLUXD)
 export PATH := $(PATH):/usr/local/go/bin
 
-.PHONY: all build dashboard tools debs test vet unit fuzz demo release bench clean
+.PHONY: all build dashboard tools debs test vet unit fuzz soak demo release bench clean
 
 all: build
 
@@ -58,6 +58,15 @@ fuzz:
 		echo ">> $${t#*:} ($${t%%:*}, $(FUZZTIME))"; \
 		$(GO) test -run='^$$' -fuzz="^$${t#*:}$$" -fuzztime=$(FUZZTIME) "$${t%%:*}"; \
 	done
+
+## soak: the fault-injection suite for SOAK_ROUNDS rounds of 10 s faults
+## (default 10; `make test` runs one round of 2 s faults), then every fuzz
+## target for SOAK_FUZZTIME (default 5m)
+SOAK_ROUNDS ?= 10
+SOAK_FUZZTIME ?= 5m
+soak: tools
+	FLEETWIRE_SOAK_ROUNDS=$(SOAK_ROUNDS) $(GO) test -run '^TestFaultInjection$$' -count=1 -timeout 4h -v ./cmd/internal/e2e
+	$(MAKE) fuzz FUZZTIME=$(SOAK_FUZZTIME)
 
 ## demo: local InfluxDB + hub (auto TLS) + one agent on this machine
 demo: tools build

@@ -290,6 +290,7 @@ type testAgent struct {
 }
 
 type agentOpts struct {
+	url        string // default the hub's device URL (a proxy in front of it, say)
 	interval   time.Duration
 	collectors []collect.Collector
 	spoolDir   string
@@ -371,8 +372,11 @@ func startAgent(t testing.TB, h *hubProc, token string, o agentOpts) *testAgent 
 		o.spoolDir = t.TempDir()
 	}
 	a := &testAgent{t: t, done: make(chan struct{})}
+	if o.url == "" {
+		o.url = h.deviceURL()
+	}
 	parts, err := buildAgent(agentSetup{
-		spoolDir: o.spoolDir, url: h.deviceURL(), caFile: h.caFile(), token: token, version: "e2e",
+		spoolDir: o.spoolDir, url: o.url, caFile: h.caFile(), token: token, version: "e2e",
 		noSync: true, interval: o.interval, collectors: o.collectors, onSpooled: a.record,
 		commands: o.commands,
 	})

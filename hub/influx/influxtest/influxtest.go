@@ -308,6 +308,26 @@ func (s *Server) Restart(t testing.TB) {
 	s.launch(t)
 }
 
+// Pause freezes influxd (SIGSTOP): connections stay open and hang, as with
+// a server that stalls. Resume (SIGCONT) ends it. Stop and Kill resume a
+// paused server first.
+func (s *Server) Pause(t testing.TB) { s.signalRunning(t, syscall.SIGSTOP) }
+
+// Resume continues a paused influxd.
+func (s *Server) Resume(t testing.TB) { s.signalRunning(t, syscall.SIGCONT) }
+
+func (s *Server) signalRunning(t testing.TB, sig syscall.Signal) {
+	t.Helper()
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.proc == nil {
+		t.Fatalf("influxtest: influxd is not running")
+	}
+	if err := s.proc.cmd.Process.Signal(sig); err != nil {
+		t.Fatalf("influxtest: signal %v: %v", sig, err)
+	}
+}
+
 // Running reports whether influxd is running.
 func (s *Server) Running() bool {
 	s.mu.Lock()
@@ -324,6 +344,7 @@ func (s *Server) stop(t testing.TB, kill bool) {
 		return
 	}
 	s.proc = nil
+	_ = p.cmd.Process.Signal(syscall.SIGCONT) // a paused influxd cannot act on SIGTERM
 	sig := syscall.SIGTERM
 	if kill {
 		sig = syscall.SIGKILL

@@ -1,0 +1,136 @@
+package e2e
+
+import (
+	"fmt"
+	"os"
+	"strconv"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/fleetwire/fleetwire/agent/collect"
+	"github.com/fleetwire/fleetwire/hub/influx/influxtest"
+	"github.com/fleetwire/fleetwire/protocol"
+)
+
+// faultDevice is one simulated device of the fault suite: its agents (a
+// killed one is replaced by a new one on the same spool) and everything
+// they produced.
+type faultDevice struct {
+	id, token, spool string
+	agent            *testAgent
+	mu               sync.Mutex
+	earlier          []protocol.Batch // produced by agents killed before
+}
+
+func (d *faultDevice) produced() []protocol.Batch {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return append(append([]protocol.Batch(nil), d.earlier...), d.agent.batches()...)
+}
+
+// TestFaultInjection streams from several devices through a fault proxy
+// while the network, InfluxDB, the hub and the agents fail in turn, then
+// checks that the points stored are exactly the points produced (nothing
+// lost, nothing duplicated) and that the hub's goroutines are back to
+// their idle count. `make test` runs one round of each fault (about a
+// minute); `make soak` sets FLEETWIRE_SOAK_ROUNDS for more, with longer
+// faults.
+func TestFaultInjection(t *testing.T) {
+	rounds, hold := 1, 2*time.Second
+	if n, err := strconv.Atoi(os.Getenv("FLEETWIRE_SOAK_ROUNDS")); err == nil && n > 0 {
+		rounds, hold = n, 10*time.Second
+	}
+	ix := influxtest.Start(t)
+	h := startHub(t, ix)
+	mc := &metricsClient{h: h, c: h.client()}
+	idle := mc.metric("go_goroutines")
+	proxy := newFaultProxy(t, h.addr)
+	url := "wss://" + proxy.addr() + "/v1/device"
+	devices := make([]*faultDevice, 4)
+	for i := range devices {
+		d := &faultDevice{id: fmt.Sprintf("pi-fault-%d", i), spool: t.TempDir()}
+		d.token = h.addDevice(d.id, labels)
+		d.agent = startAgent(t, h, d.token, agentOpts{url: url, spoolDir: d.spool, interval: 50 * time.Millisecond, collectors: []collect.Collector{&counter{}}})
+		devices[i] = d
+	}
+	progress := func(what string) {
+		t.Helper()
+		// Every device stores more after the fault: the system recovered.
+		before := make([]int, len(devices))
+		for i, d := range devices {
+			before[i] = len(d.produced())
+		}
+		eventually(t, 90*time.Second, "every device acked again after "+what, func() bool {
+			for i, d := range devices {
+				if len(d.produced()) < before[i]+5 || !d.agent.drained() {
+					return false
+				}
+			}
+			return true
+		})
+		t.Logf("recovered after %s", what)
+	}
+	progress("start")
+	for round := range rounds {
+		t.Logf("round %d/%d", round+1, rounds)
+		proxy.setLatency(200 * time.Millisecond)
+		time.Sleep(hold) // the fault lasts this long: what is being injected
+		proxy.setLatency(0)
+		progress("200 ms latency")
+
+		proxy.setBandwidth(8 << 10)
+		time.Sleep(hold)
+		proxy.setBandwidth(0)
+		progress("8 KiB/s bandwidth")
+
+		for range 4 {
+			proxy.resetAll()
+			time.Sleep(hold / 4)
+		}
+		progress("connection resets")
+
+		proxy.setBlackhole(true)
+		time.Sleep(hold + 3*time.Second) // longer than the hub's ping timeout (2.5 x 1 s)
+		proxy.setBlackhole(false)
+		progress("blackhole")
+
+		ix.Pause(t)
+		time.Sleep(hold)
+		ix.Resume(t)
+		progress("InfluxDB paused (SIGSTOP)")
+
+		ix.Kill(t)
+		time.Sleep(hold)
+		ix.Restart(t)
+		progress("InfluxDB killed")
+
+		for _, d := range devices[:2] { // kill half the agents mid-stream
+			d.mu.Lock()
+			d.agent.stop()
+			d.earlier = append(d.earlier, d.agent.batches()...)
+			d.agent = startAgent(t, h, d.token, agentOpts{url: url, spoolDir: d.spool, interval: 50 * time.Millisecond, collectors: []collect.Collector{&counter{}}})
+			d.mu.Unlock()
+		}
+		progress("agents killed and restarted")
+
+		h.kill()
+		time.Sleep(hold / 2)
+		h.start()
+		progress("hub killed and restarted")
+	}
+	for _, d := range devices {
+		d.agent.finish(t)
+	}
+	for _, d := range devices {
+		checkExactlyOnce(t, ix, d.id, labels, d.produced())
+	}
+	// The hub holds nothing for the gone devices: its goroutines settle
+	// back to an idle hub's count.
+	eventually(t, 30*time.Second, fmt.Sprintf("hub goroutines back to the idle %v", idle), func() bool {
+		g := mc.metric("go_goroutines")
+		return g > 0 && g <= idle+5
+	})
+	t.Logf("resets injected: %d; hub RSS %.1f MiB, heap in use %.1f MiB", proxy.resets,
+		mc.metric("process_resident_memory_bytes")/(1<<20), mc.metric("go_memstats_heap_inuse_bytes")/(1<<20))
+}
