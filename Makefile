@@ -44,6 +44,8 @@ vet:
 ## arm builds under qemu), and the fuzz seed corpora.
 test: tools dashboard vet
 	$(GO) test -race -timeout 25m -count=1 ./...
+	@echo ">> every fuzz target for a moment, on its committed corpus and seeds"
+	@$(MAKE) --no-print-directory fuzz FUZZTIME=2s
 
 ## fuzz: run every fuzz target for a while each (FUZZTIME, default 60s);
 ## `make test` runs their committed seeds
@@ -52,7 +54,8 @@ FUZZ_TARGETS := ./protocol:FuzzDecode ./protocol:FuzzDecodeBatchFast ./protocol/
 	./agent/collect:FuzzParseOutput ./hub/influx:FuzzLineProtocolMatchesClient \
 	./hub/mqtt/payload:FuzzDecodeJSON ./hub/mqtt/payload:FuzzDecodeLine ./hub/mqtt/payload:FuzzDecodeSenMLJSON \
 	./hub/mqtt/payload:FuzzDecodeSenMLCBOR ./hub/mqtt/payload:FuzzDecodeCBOR \
-	./hub/mqtt/payload:FuzzEncodeJSON ./hub/mqtt:FuzzDecodeResult
+	./hub/mqtt/payload:FuzzEncodeJSON ./hub/mqtt:FuzzDecodeResult \
+	./cmd/internal/config:FuzzLoad ./cmd/internal/config:FuzzParseByteSize
 fuzz:
 	@set -e; for t in $(FUZZ_TARGETS); do \
 		echo ">> $${t#*:} ($${t%%:*}, $(FUZZTIME))"; \
