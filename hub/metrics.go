@@ -18,6 +18,12 @@ type Metrics struct {
 	SpoolDropped    prometheus.Counter // batches agents report their spools dropped
 	StoredBatches   prometheus.Counter
 	AbandonedWrites prometheus.Counter
+	// Limited counts abuse-limit actions on devices: limit is
+	// conns_per_addr, messages, points or flap; action is refused (HTTP
+	// 429 before the upgrade), throttled (a message waited), closed
+	// (ClosePolicy) or held (a flapping device's hold-off started).
+	Limited         *prometheus.CounterVec
+	ThrottleSeconds prometheus.Counter // time device sessions spent throttled
 }
 
 // NewMetrics creates the instruments and registers them on reg (nil: not registered).
@@ -37,10 +43,12 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		SpoolDropped:    prometheus.NewCounter(prometheus.CounterOpts{Name: "fleethub_agent_spool_dropped_batches_total", Help: "Batches agents report their full spools dropped."}),
 		StoredBatches:   prometheus.NewCounter(prometheus.CounterOpts{Name: "fleethub_batches_stored_total", Help: "Batches stored in InfluxDB (or dead-lettered)."}),
 		AbandonedWrites: prometheus.NewCounter(prometheus.CounterOpts{Name: "fleethub_batches_abandoned_total", Help: "Batches not stored because the hub shut down first (agents resend them)."}),
+		Limited:         prometheus.NewCounterVec(prometheus.CounterOpts{Name: "fleethub_device_limited_total", Help: "Device abuse-limit actions, by limit (conns_per_addr, messages, points, flap) and action (refused, throttled, closed, held)."}, []string{"limit", "action"}),
+		ThrottleSeconds: prometheus.NewCounter(prometheus.CounterOpts{Name: "fleethub_device_throttle_seconds_total", Help: "Seconds device sessions spent throttled by the per-device rate limits."}),
 	}
 	if reg != nil {
 		reg.MustRegister(m.Connections, m.Connects, m.Closes, m.AuthFailures, m.Messages, m.BadMessages,
-			m.Points, m.Batches, m.AcksSent, m.AcksPending, m.IngestQueue, m.SpoolDropped, m.StoredBatches, m.AbandonedWrites)
+			m.Points, m.Batches, m.AcksSent, m.AcksPending, m.IngestQueue, m.SpoolDropped, m.StoredBatches, m.AbandonedWrites, m.Limited, m.ThrottleSeconds)
 	}
 	return m
 }

@@ -22,6 +22,7 @@ type Config struct {
 	ShutdownTimeout time.Duration   `mapstructure:"shutdown_timeout"`
 	TLS             TLSConfig       `mapstructure:"tls"`
 	Influx          InfluxConfig    `mapstructure:"influx"`
+	HTTP            HTTPConfig      `mapstructure:"http"`
 	Device          DeviceConfig    `mapstructure:"device"`
 	Ingest          IngestConfig    `mapstructure:"ingest"`
 	Log             LogConfig       `mapstructure:"log"`
@@ -73,6 +74,29 @@ type DeviceConfig struct {
 	// Retry-After, before the token check); 0 disables. AcceptBurst: at once.
 	AcceptRate  float64 `mapstructure:"accept_rate"`
 	AcceptBurst int     `mapstructure:"accept_burst"`
+	// MaxConnsPerAddr: concurrent device connections per source address
+	// (IPv6: per /64), checked before the token; 0 disables.
+	MaxConnsPerAddr int `mapstructure:"max_conns_per_addr"`
+	// Per-device rates (0 disables each) and bursts; a device throttled
+	// without a break for ThrottleCloseAfter is closed (ClosePolicy).
+	MaxMsgsPerSec      float64       `mapstructure:"max_msgs_per_sec"`
+	MsgsBurst          int           `mapstructure:"msgs_burst"`
+	MaxPointsPerSec    float64       `mapstructure:"max_points_per_sec"`
+	PointsBurst        int           `mapstructure:"points_burst"`
+	ThrottleCloseAfter time.Duration `mapstructure:"throttle_close_after"`
+	// FlapMax: connects per device per minute before it is held off for
+	// FlapHold; 0 disables.
+	FlapMax  int           `mapstructure:"flap_max"`
+	FlapHold time.Duration `mapstructure:"flap_hold"`
+}
+
+// HTTPConfig bounds what a peer may do before its request reaches a
+// handler (TLS handshake and request header).
+type HTTPConfig struct {
+	// ReadHeaderTimeout bounds the TLS handshake and the request header
+	// together: a peer trickling its header is cut off after it.
+	ReadHeaderTimeout time.Duration   `mapstructure:"read_header_timeout"`
+	MaxHeaderBytes    config.ByteSize `mapstructure:"max_header_bytes"`
 }
 
 // IngestConfig sizes the ingest pipeline.
@@ -98,7 +122,12 @@ func defaultConfig() Config {
 			MaxMessageBytes: 1 << 20, MaxPoints: 5000, MaxInflight: 64,
 			PingInterval: 20 * time.Second, HelloTimeout: 10 * time.Second,
 			AcceptRate: 1500, AcceptBurst: 400,
+			MaxConnsPerAddr: 64,
+			MaxMsgsPerSec:   50, MsgsBurst: 200, MaxPointsPerSec: 20_000, PointsBurst: 50_000,
+			ThrottleCloseAfter: 2 * time.Minute,
+			FlapMax:            10, FlapHold: 5 * time.Minute,
 		},
+		HTTP:   HTTPConfig{ReadHeaderTimeout: 10 * time.Second, MaxHeaderBytes: 16 << 10},
 		Ingest: IngestConfig{QueuePoints: 250_000, Workers: 2, MaxWritePoints: 5000},
 		Log:    LogConfig{Level: "info", Format: "text"},
 		Dashboard: DashboardConfig{
@@ -154,6 +183,7 @@ func (c *Config) Validate() error {
 	if c.Device.AcceptRate < 0 || c.Device.AcceptBurst < 0 {
 		add("device.accept_rate, device.accept_burst: must not be negative (0 disables the limit)")
 	}
+	c.validateAbuseLimits(add)
 	if c.Dashboard.LiveFlush < 0 || c.Dashboard.LiveFlush > 10*time.Second {
 		add("dashboard.live_flush: %s is outside 0..10s", c.Dashboard.LiveFlush)
 	}
@@ -172,4 +202,34 @@ func (c *Config) Validate() error {
 		}
 	}
 	return errors.Join(errs...)
+}
+
+// validateAbuseLimits checks the http.* and device.* abuse limits.
+func (c *Config) validateAbuseLimits(add func(string, ...any)) {
+	d := c.Device
+	if d.MaxConnsPerAddr < 0 {
+		add("device.max_conns_per_addr: must not be negative (0 disables the cap)")
+	}
+	if d.MaxMsgsPerSec < 0 || d.MsgsBurst < 0 {
+		add("device.max_msgs_per_sec, device.msgs_burst: must not be negative (0 disables the limit)")
+	}
+	if d.MaxPointsPerSec < 0 || d.PointsBurst < 0 {
+		add("device.max_points_per_sec, device.points_burst: must not be negative (0 disables the limit)")
+	}
+	if d.ThrottleCloseAfter < time.Second {
+		add("device.throttle_close_after: must be at least 1s")
+	}
+	if d.FlapMax < 0 {
+		add("device.flap_max: must not be negative (0 disables the hold-off)")
+	}
+	// Agents ignore a Retry-After over one day (protocol/SPEC.md §6).
+	if d.FlapHold < time.Second || d.FlapHold > 24*time.Hour {
+		add("device.flap_hold: %s is outside 1s..24h", d.FlapHold)
+	}
+	if t := c.HTTP.ReadHeaderTimeout; t < 100*time.Millisecond || t > 10*time.Minute {
+		add("http.read_header_timeout: %s is outside 100ms..10m", t)
+	}
+	if b := c.HTTP.MaxHeaderBytes; b < 1<<10 || b > 1<<20 {
+		add("http.max_header_bytes: must be 1KiB..1MiB")
+	}
 }

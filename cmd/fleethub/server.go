@@ -221,7 +221,14 @@ func (s *Server) wire() error {
 		PingInterval: cfg.Device.PingInterval, HelloTimeout: cfg.Device.HelloTimeout,
 		// At shutdown, devices are told to come back spread at the accept
 		// rate (90 %: headroom for devices that were not connected).
-		ReconnectRate: 0.9 * cfg.Device.AcceptRate,
+		ReconnectRate:   0.9 * cfg.Device.AcceptRate,
+		MaxConnsPerAddr: cfg.Device.MaxConnsPerAddr,
+		Rate: hub.RateLimit{
+			MsgsPerSec: cfg.Device.MaxMsgsPerSec, MsgBurst: cfg.Device.MsgsBurst,
+			PointsPerSec: cfg.Device.MaxPointsPerSec, PointsBurst: cfg.Device.PointsBurst,
+			CloseAfter: cfg.Device.ThrottleCloseAfter,
+		},
+		FlapMax: cfg.Device.FlapMax, FlapHold: cfg.Device.FlapHold,
 	})
 	mux := http.NewServeMux()
 	accept := hub.NewAcceptLimit(hub.AcceptConfig{Rate: cfg.Device.AcceptRate, Burst: cfg.Device.AcceptBurst, Registerer: s.reg})
@@ -249,10 +256,14 @@ func (s *Server) wire() error {
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) { io.WriteString(w, "ok\n") })
 	mux.HandleFunc("GET /readyz", s.ready)
 	mux.Handle("GET /metrics", promhttp.HandlerFor(s.reg, promhttp.HandlerOpts{Registry: s.reg}))
+	hw := hub.NewHeaderWatch(s.reg)
 	srv := &http.Server{
-		Handler:           mux,
-		ReadHeaderTimeout: 10 * time.Second,
-		MaxHeaderBytes:    16 << 10,
+		Handler:     hw.Wrap(mux),
+		ConnContext: hw.ConnContext,
+		ConnState:   hw.ConnState,
+		// Also the TLS handshake's deadline (net/http uses it for both).
+		ReadHeaderTimeout: cfg.HTTP.ReadHeaderTimeout,
+		MaxHeaderBytes:    int(cfg.HTTP.MaxHeaderBytes),
 		IdleTimeout:       2 * time.Minute,
 		ErrorLog:          slog.NewLogLogger(s.log.Handler(), slog.LevelDebug),
 	}

@@ -10,6 +10,7 @@ import (
 	"errors"
 	"log/slog"
 	"net/http"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -49,6 +50,23 @@ type Config struct {
 	// closes carry retry-after hints spread over live/ReconnectRate
 	// seconds, so a restart is not followed by a reconnect storm.
 	ReconnectRate float64
+
+	// MaxConnsPerAddr caps the concurrent connections from one source
+	// address (IPv6: one /64), checked before the token; past it: HTTP
+	// 429 with Retry-After. 0: no cap. See hub.AddrLimit for the NAT
+	// trade-off.
+	MaxConnsPerAddr int
+	// Rate is each device's message and point budget: throttled past it,
+	// closed with ClosePolicy when throttled without a break for
+	// Rate.CloseAfter. Zero rates: no limit.
+	Rate hub.RateLimit
+	// FlapMax: a device connecting more often than this in a minute is
+	// refused (HTTP 429, Retry-After) for FlapHold (default 5m). 0: off.
+	FlapMax  int
+	FlapHold time.Duration
+
+	Now   func() time.Time                           // default time.Now (tests)
+	Sleep func(ctx context.Context, d time.Duration) // default: a timer ended early by ctx (tests)
 }
 
 func (c *Config) setDefaults() {
@@ -76,6 +94,25 @@ func (c *Config) setDefaults() {
 	if c.Logger == nil {
 		c.Logger = slog.New(slog.DiscardHandler)
 	}
+	if c.FlapHold <= 0 {
+		c.FlapHold = 5 * time.Minute
+	}
+	if c.Now == nil {
+		c.Now = time.Now
+	}
+	if c.Sleep == nil {
+		c.Sleep = sleep
+	}
+}
+
+// sleep waits d or until ctx ends.
+func sleep(ctx context.Context, d time.Duration) {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+	case <-ctx.Done():
+	}
 }
 
 // LivePublisher fans validated telemetry out to live dashboards.
@@ -97,9 +134,11 @@ type Handler struct {
 	cfg      Config
 	upgrader websocket.Upgrader
 
-	gate hub.Gate
-	mu   sync.Mutex
-	live map[*session]struct{} // every upgraded connection, hello or not
+	gate  hub.Gate
+	addrs *hub.AddrLimit // nil: no per-address cap
+	flaps *hub.FlapLimit // nil: no flap hold-off
+	mu    sync.Mutex
+	live  map[*session]struct{} // every upgraded connection, hello or not
 	// dropped remembers the spool drop count each device last reported, so
 	// the metric counts increases once per hub lifetime.
 	dropped map[string]uint64
@@ -108,7 +147,10 @@ type Handler struct {
 // New returns the endpoint handler.
 func New(cfg Config) *Handler {
 	cfg.setDefaults()
-	h := &Handler{cfg: cfg, dropped: make(map[string]uint64), live: make(map[*session]struct{})}
+	h := &Handler{
+		cfg: cfg, dropped: make(map[string]uint64), live: make(map[*session]struct{}),
+		addrs: hub.NewAddrLimit(cfg.MaxConnsPerAddr), flaps: hub.NewFlapLimit(cfg.FlapMax, cfg.FlapHold),
+	}
 	h.upgrader = websocket.Upgrader{
 		HandshakeTimeout: cfg.HandshakeTimeout,
 		// Every connection keeps its read buffer for life, idle or not. Large
@@ -130,44 +172,72 @@ func New(cfg Config) *Handler {
 	return h
 }
 
+// addrRetryAfter is the Retry-After for a source address at its
+// connection cap: long enough that a NAT'd fleet over the cap does not
+// hammer the hub, short enough to take a freed slot soon.
+const addrRetryAfter = 30 * time.Second
+
 // ServeHTTP authenticates before upgrading: a bad token gets 401 and no
-// WebSocket.
+// WebSocket. The per-address cap comes first, so an address at its cap
+// costs no token lookup.
 func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if !websocket.IsWebSocketUpgrade(r) {
 		http.Error(w, "websocket upgrade required", http.StatusUpgradeRequired)
 		return
 	}
+	release, ok := h.addrs.Acquire(r.RemoteAddr)
+	if !ok {
+		h.tooMany(w, "conns_per_addr", addrRetryAfter, "too many connections from this address")
+		return
+	}
+	if !h.upgrade(w, r, release) {
+		release()
+	}
+}
+
+// upgrade authenticates the request and, unless the device is held off,
+// upgrades it and starts its session, which then owns release. It
+// returns false when it answered the request without a session.
+func (h *Handler) upgrade(w http.ResponseWriter, r *http.Request, release func()) bool {
 	token, ok := bearer(r)
 	if !ok {
 		h.refuse(w, "missing_token", "missing bearer token")
-		return
+		return false
 	}
 	dev, err := h.cfg.Store.AuthenticateDevice(r.Context(), token)
 	switch {
 	case errors.Is(err, hub.ErrRevoked):
 		h.refuse(w, "revoked", "device revoked")
-		return
+		return false
 	case errors.Is(err, hub.ErrUnauthorized):
 		h.refuse(w, "bad_token", "invalid token")
-		return
+		return false
 	case err != nil:
 		h.cfg.Logger.Error("device auth", "err", err)
 		http.Error(w, "registry unavailable", http.StatusServiceUnavailable)
-		return
+		return false
 	}
 	if !offers(r, protocol.Subprotocol) {
 		h.cfg.Metrics.AuthFailures.WithLabelValues("subprotocol").Inc()
 		http.Error(w, "subprotocol "+protocol.Subprotocol+" required", http.StatusBadRequest)
-		return
+		return false
+	}
+	if ok, wait, held := h.flaps.Connect(dev.ID, h.cfg.Now()); !ok {
+		if held {
+			h.cfg.Metrics.Limited.WithLabelValues("flap", "held").Inc()
+			h.cfg.Logger.Warn("device reconnecting too often; held off", "device", dev.ID, "remote", r.RemoteAddr, "for", wait)
+		}
+		h.tooMany(w, "flap", wait, "device reconnects too often; held off")
+		return false
 	}
 	if !h.gate.Enter() {
 		http.Error(w, "hub shutting down", http.StatusServiceUnavailable)
-		return
+		return false
 	}
 	conn, err := h.upgrader.Upgrade(w, r, nil)
 	if err != nil {
 		h.gate.Leave()
-		return // the upgrader has answered the request
+		return false // the upgrader has answered the request
 	}
 	conn.EnableWriteCompression(false) // acks and commands are tiny: not worth deflating
 	// The session gets a goroutine of its own and this one returns: net/http
@@ -175,12 +245,24 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	// read and write buffers, the request and this goroutine's stack (grown
 	// by the TLS handshake and the SQLite lookup), about 20 KiB per idle
 	// device.
-	go h.serve(conn, dev)
+	go h.serve(conn, dev, release)
+	return true
 }
 
-// serve runs one upgraded connection to its end. The caller has entered
-// the gate.
-func (h *Handler) serve(conn *websocket.Conn, dev hub.Device) {
+// tooMany refuses a request over an abuse limit with 429 and a
+// Retry-After (whole seconds, rounded up) that agents honour.
+func (h *Handler) tooMany(w http.ResponseWriter, limit string, wait time.Duration, msg string) {
+	h.cfg.Metrics.Limited.WithLabelValues(limit, "refused").Inc()
+	secs := max(1, int64((wait+time.Second-1)/time.Second))
+	w.Header().Set("Retry-After", strconv.FormatInt(secs, 10))
+	w.Header().Set("Connection", "close")
+	http.Error(w, msg+"; retry after the Retry-After seconds", http.StatusTooManyRequests)
+}
+
+// serve runs one upgraded connection to its end, then gives back its
+// per-address slot. The caller has entered the gate.
+func (h *Handler) serve(conn *websocket.Conn, dev hub.Device, release func()) {
+	defer release()
 	defer h.gate.Leave()
 	defer conn.Close()
 	s := newSession(h, conn, dev)

@@ -59,6 +59,8 @@ type session struct {
 	acked    uint64     // highest seq of the stored prefix of window
 	lastRecv uint64
 	agentVer string
+
+	thr hub.Throttle // the device's rate budget; the reader's alone
 }
 
 func newSession(h *Handler, conn *websocket.Conn, dev hub.Device) *session {
@@ -260,12 +262,18 @@ func (s *session) readLoop() {
 		switch m := msg.(type) {
 		case *protocol.Batch:
 			s.h.cfg.Metrics.Messages.WithLabelValues("batch").Inc()
+			if !s.throttle(len(m.Points)) {
+				return
+			}
 			if err := s.handleBatch(m); err != nil {
 				s.log().Info("session closed", "err", err)
 				return
 			}
 		case *protocol.CommandResult:
 			s.h.cfg.Metrics.Messages.WithLabelValues("command_result").Inc()
+			if !s.throttle(0) {
+				return
+			}
 			shallow(func() { s.handleResult(m) }) // SQLite: keep the reader's stack small
 		default:
 			s.bad("unexpected_type")
@@ -273,6 +281,36 @@ func (s *session) readLoop() {
 			return
 		}
 	}
+}
+
+// rateRetryAfter is the retry-after hint of a session closed for
+// sustained excess over its rate limit.
+const rateRetryAfter = time.Minute
+
+// throttle charges a message of points to the device's rate budget and
+// waits out any delay before the message is handled. The reader does not
+// read meanwhile, so the device's sends back up and its acks come later.
+// A device throttled without a break for Rate.CloseAfter is closed with
+// ClosePolicy and a retry-after hint; the message is then not handled
+// (not acked: the agent resends it). false: the session is closed.
+func (s *session) throttle(points int) bool {
+	cfg := &s.h.cfg
+	if !cfg.Rate.Enabled() {
+		return true
+	}
+	delay, limit, sustained := s.thr.Take(&cfg.Rate, cfg.Now(), points)
+	switch {
+	case delay == 0:
+		return true
+	case sustained:
+		cfg.Metrics.Limited.WithLabelValues(limit, "closed").Inc()
+		s.Close(protocol.ClosePolicy, protocol.FormatRetryAfter(limit+" rate limit exceeded", rateRetryAfter))
+		return false
+	}
+	cfg.Metrics.Limited.WithLabelValues(limit, "throttled").Inc()
+	cfg.Metrics.ThrottleSeconds.Add(delay.Seconds())
+	cfg.Sleep(s.ctx, delay)
+	return s.ctx.Err() == nil
 }
 
 func (s *session) readEnded(err error) {
