@@ -138,7 +138,10 @@ func (s *Store) AuthenticateDevice(ctx context.Context, token string) (hub.Devic
 	d, err := s.deviceByHash(ctx, s.authStmt, hash)
 	if errors.Is(err, hub.ErrUnauthorized) {
 		d, err = s.deviceByHash(ctx, s.nextAuthStmt, hash)
-		if err == nil {
+		if errors.Is(err, hub.ErrUnauthorized) {
+			// Promoted by a concurrent first use between the two lookups?
+			d, err = s.deviceByHash(ctx, s.authStmt, hash)
+		} else if err == nil {
 			var promoted bool
 			if promoted, err = s.promoteToken(ctx, d.ID, hash); err == nil && !promoted {
 				// A concurrent use promoted it first (then it is the

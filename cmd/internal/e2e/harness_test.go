@@ -147,7 +147,12 @@ func (h *hubProc) start() {
 	cmd := exec.Command(bins.hub, "--data_dir", h.dataDir, "--listen", h.addr,
 		"--public_url", "https://"+h.addr, "--influx.url", h.influx.URL, "--influx.bucket", h.influx.Bucket,
 		"--log.level", level)
-	cmd.Env = append(os.Environ(), "FLEETHUB_DEVICE_PING_INTERVAL=1s", "FLEETHUB_SHUTDOWN_TIMEOUT=10s")
+	// Every simulated device here shares the loopback address, and the
+	// fault tests make devices reconnect often on purpose: the per-address
+	// cap and the flap hold-off (tested in hub/devicews) stay out of the
+	// way; extraEnv can turn them back on.
+	cmd.Env = append(os.Environ(), "FLEETHUB_DEVICE_PING_INTERVAL=1s", "FLEETHUB_SHUTDOWN_TIMEOUT=10s",
+		"FLEETHUB_DEVICE_MAX_CONNS_PER_ADDR=0", "FLEETHUB_DEVICE_FLAP_MAX=0")
 	cmd.Env = append(cmd.Env, h.extra...)
 	cmd.Stdout, cmd.Stderr = logf, logf
 	if err := cmd.Start(); err != nil {
