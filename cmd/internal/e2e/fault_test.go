@@ -54,6 +54,25 @@ func TestFaultInjection(t *testing.T) {
 		d.agent = startAgent(t, h, d.token, agentOpts{url: url, spoolDir: d.spool, interval: 50 * time.Millisecond, collectors: []collect.Collector{&counter{}}})
 		devices[i] = d
 	}
+	// Sample the hub's memory and goroutines through the run (peaks for
+	// RELIABILITY.md); a scrape of a hub being killed just fails.
+	var peakRSS, peakGoroutines float64
+	stopSampling := make(chan struct{})
+	sampled := make(chan struct{})
+	go func() {
+		defer close(sampled)
+		tick := time.NewTicker(500 * time.Millisecond)
+		defer tick.Stop()
+		for {
+			select {
+			case <-stopSampling:
+				return
+			case <-tick.C:
+				peakRSS = max(peakRSS, mc.metric("process_resident_memory_bytes"))
+				peakGoroutines = max(peakGoroutines, mc.metric("go_goroutines"))
+			}
+		}
+	}()
 	progress := func(what string) {
 		t.Helper()
 		// Every device stores more after the fault: the system recovered.
@@ -122,9 +141,17 @@ func TestFaultInjection(t *testing.T) {
 	for _, d := range devices {
 		d.agent.finish(t)
 	}
+	close(stopSampling)
+	<-sampled
+	produced := 0
 	for _, d := range devices {
 		checkExactlyOnce(t, ix, d.id, labels, d.produced())
+		for _, b := range d.produced() {
+			produced += len(b.Points)
+		}
 	}
+	t.Logf("fault suite: %d rounds, faults held %s; %d devices produced %d points, all stored once; hub peak RSS %.1f MiB, peak goroutines %.0f (idle %.0f)",
+		rounds, hold, len(devices), produced, peakRSS/(1<<20), peakGoroutines, idle)
 	// The hub holds nothing for the gone devices: its goroutines settle
 	// back to an idle hub's count.
 	eventually(t, 30*time.Second, fmt.Sprintf("hub goroutines back to the idle %v", idle), func() bool {
