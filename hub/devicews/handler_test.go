@@ -159,18 +159,8 @@ func (e *env) read(c *websocket.Conn) any {
 // closeCode reads until the connection ends and returns the close code.
 func closeCode(t *testing.T, c *websocket.Conn) int {
 	t.Helper()
-	c.SetReadDeadline(time.Now().Add(5 * time.Second))
-	for {
-		_, _, err := c.ReadMessage()
-		if err == nil {
-			continue
-		}
-		var ce *websocket.CloseError
-		if errors.As(err, &ce) {
-			return ce.Code
-		}
-		t.Fatalf("connection ended without close frame: %v", err)
-	}
+	code, _ := closeFrame(t, c)
+	return code
 }
 
 func batch(seq uint64) *protocol.Batch {
