@@ -44,6 +44,13 @@ type DashboardConfig struct {
 	// often (updates in between are merged); 0 means the default, 15ms.
 	// The fleet summary goes at most every 250ms.
 	LiveFlush time.Duration `mapstructure:"live_flush"`
+	// Per browser (live socket): device topics it may subscribe to, device
+	// points buffered for it before the oldest are dropped (counted), and
+	// how long its queue may stay full before it is disconnected as too
+	// slow (ingest never waits for a browser).
+	MaxDeviceTopics  int           `mapstructure:"max_device_topics"`
+	MaxPendingPoints int           `mapstructure:"max_pending_points"`
+	SlowAfter        time.Duration `mapstructure:"slow_after"`
 }
 
 // TLSConfig selects the server certificate.
@@ -132,7 +139,7 @@ func defaultConfig() Config {
 		Log:    LogConfig{Level: "info", Format: "text"},
 		Dashboard: DashboardConfig{
 			SessionIdle: api.DefaultSessionIdle, SessionMax: api.DefaultSessionMax,
-			LiveFlush: 15 * time.Millisecond,
+			LiveFlush: 15 * time.Millisecond, MaxDeviceTopics: 64, MaxPendingPoints: 10_000, SlowAfter: 5 * time.Second,
 		},
 		MQTT: defaultMQTTConfig(),
 	}
@@ -186,6 +193,15 @@ func (c *Config) Validate() error {
 	c.validateAbuseLimits(add)
 	if c.Dashboard.LiveFlush < 0 || c.Dashboard.LiveFlush > 10*time.Second {
 		add("dashboard.live_flush: %s is outside 0..10s", c.Dashboard.LiveFlush)
+	}
+	if c.Dashboard.MaxDeviceTopics < 1 || c.Dashboard.MaxDeviceTopics > 10_000 {
+		add("dashboard.max_device_topics: must be 1..10000")
+	}
+	if c.Dashboard.MaxPendingPoints < 100 || c.Dashboard.MaxPendingPoints > 10_000_000 {
+		add("dashboard.max_pending_points: must be 100..10000000")
+	}
+	if c.Dashboard.SlowAfter < 100*time.Millisecond || c.Dashboard.SlowAfter > 10*time.Minute {
+		add("dashboard.slow_after: must be 100ms..10m")
 	}
 	if c.Dashboard.SessionIdle < time.Minute {
 		add("dashboard.session_idle: must be at least 1m")

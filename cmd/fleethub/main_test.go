@@ -136,3 +136,27 @@ func TestDeployExampleLoads(t *testing.T) {
 		t.Fatalf("unexpected example values: %+v", m.Config)
 	}
 }
+
+// TestDashboardLimitKeys: the live-socket limits are config keys whose
+// errors name them (their behaviour at the edge is tested in hub/live and
+// hub/dashws).
+func TestDashboardLimitKeys(t *testing.T) {
+	for _, tc := range []struct{ body, want string }{
+		{"dashboard:\n  max_device_topics: 0\n", "dashboard.max_device_topics"},
+		{"dashboard:\n  max_pending_points: 99\n", "dashboard.max_pending_points"},
+		{"dashboard:\n  slow_after: 10ms\n", "dashboard.slow_after"},
+	} {
+		m := NewMain(&bytes.Buffer{}, &bytes.Buffer{})
+		err := m.ParseFlags([]string{"--config", writeConfig(t, tc.body), "--data_dir", t.TempDir()})
+		if err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("%q: error %v, want it to name %q", tc.body, err, tc.want)
+		}
+	}
+	m := NewMain(&bytes.Buffer{}, &bytes.Buffer{})
+	if err := m.ParseFlags([]string{"--config", writeConfig(t, "dashboard:\n  max_device_topics: 8\n  slow_after: 2s\n"), "--data_dir", t.TempDir()}); err != nil {
+		t.Fatal(err)
+	}
+	if d := m.Config.Dashboard; d.MaxDeviceTopics != 8 || d.SlowAfter != 2*time.Second || d.MaxPendingPoints != 10_000 {
+		t.Errorf("loaded %+v", d)
+	}
+}

@@ -193,7 +193,8 @@ func (s *Server) wire() error {
 	// InfluxDB's for northbound republishing) and reached through this.
 	ingest := &lateIngester{}
 	s.commands = hub.NewCommandService(s.store, s.registry, hub.NewCommandMetrics(s.reg), s.log)
-	s.live = live.New(live.Config{Registerer: s.reg, FlushInterval: cfg.Dashboard.LiveFlush})
+	s.live = live.New(live.Config{Registerer: s.reg, FlushInterval: cfg.Dashboard.LiveFlush,
+		MaxDeviceTopics: cfg.Dashboard.MaxDeviceTopics, MaxPendingPoints: cfg.Dashboard.MaxPendingPoints, SlowAfter: cfg.Dashboard.SlowAfter})
 	s.registry.OnPresence(s.live.DeviceState)
 	var sink hub.TelemetrySink = s.sink
 	if cfg.MQTT.Enabled {
