@@ -3,6 +3,7 @@ package main
 import (
 	"bufio"
 	"context"
+	"fmt"
 	"net"
 	"net/http"
 	"os"
@@ -58,22 +59,13 @@ func TestSlowHeaderAttackDoesNotStopDevices(t *testing.T) {
 	}
 
 	// Every slow socket is cut off by the hub at the timeout, and counted.
-	deadline := opened.Add(timeout + 8*time.Second)
-	for att.cut.Load() < slow {
-		if time.Now().After(deadline) {
-			t.Fatalf("%d of %d slow sockets still open %s after they started", slow-att.cut.Load(), slow, time.Since(opened))
-		}
-		time.Sleep(50 * time.Millisecond) // poll interval
-	}
+	waitFor(t, timeout+8*time.Second-time.Since(opened), fmt.Sprintf("all %d slow sockets cut off", slow), func() bool { return att.cut.Load() >= int64(slow) })
 	if el := time.Since(opened); el < timeout-time.Second {
 		t.Fatalf("slow sockets cut off after %s, before the %s timeout", el, timeout)
 	}
-	for gatherSum(t, srv, "fleethub_http_conns_unserved_total") < slow {
-		if time.Now().After(deadline) {
-			t.Fatalf("unserved connections counted %v, want >= %d", gatherSum(t, srv, "fleethub_http_conns_unserved_total"), slow)
-		}
-		time.Sleep(50 * time.Millisecond) // poll interval
-	}
+	waitFor(t, 8*time.Second, fmt.Sprintf("%d unserved connections counted", slow), func() bool {
+		return gatherSum(t, srv, "fleethub_http_conns_unserved_total") >= float64(slow)
+	})
 
 	// An oversized header (past 8KiB plus net/http's 4KiB slack): 431.
 	conn, err := net.Dial("tcp", srv.Addr())

@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/hex"
 	"errors"
+	"fmt"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -388,13 +389,7 @@ func TestRotateRequestedAtConnect(t *testing.T) {
 			if _, ok := e.read(c).(*protocol.Welcome); !ok {
 				t.Errorf("caps %v: no welcome", tc.caps)
 			}
-			deadline := time.Now().Add(5 * time.Second)
-			for !e.reg.Online("pi-r") {
-				if time.Now().After(deadline) {
-					t.Fatalf("caps %v: not online after its welcome", tc.caps)
-				}
-				time.Sleep(10 * time.Millisecond) // poll interval
-			}
+			eventually(t, fmt.Sprintf("caps %v: online after its welcome", tc.caps), func() bool { return e.reg.Online("pi-r") })
 		}
 		c.Close()
 	}

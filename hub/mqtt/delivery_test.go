@@ -111,10 +111,11 @@ func TestInfluxOutage(t *testing.T) {
 	pub := r.client("publisher-outage", nil)
 	var sent atomic.Int64
 	publishFor := func(d time.Duration) {
-		for end := time.Now().Add(d); time.Now().Before(end); {
+		tick := time.NewTicker(50 * time.Millisecond) // the device's reporting interval
+		defer tick.Stop()
+		for end := time.Now().Add(d); time.Now().Before(end); <-tick.C {
 			publish(t, pub, "fleetwire/"+dev+"/telemetry", reading(int(sent.Load())))
 			sent.Add(1)
-			time.Sleep(50 * time.Millisecond) // the device's reporting interval
 		}
 	}
 	publishFor(2 * time.Second)

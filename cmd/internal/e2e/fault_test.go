@@ -37,9 +37,11 @@ func (d *faultDevice) produced() []protocol.Batch {
 // minute); `make soak` sets FLEETWIRE_SOAK_ROUNDS for more, with longer
 // faults.
 func TestFaultInjection(t *testing.T) {
-	rounds, hold := 1, 2*time.Second
+	// spell: batches each device produces while a fault is on (50 ms each:
+	// at least 1 s in make test, 10 s in make soak).
+	rounds, spell := 1, 20
 	if n, err := strconv.Atoi(os.Getenv("FLEETWIRE_SOAK_ROUNDS")); err == nil && n > 0 {
-		rounds, hold = n, 10*time.Second
+		rounds, spell = n, 200
 	}
 	ix := influxtest.Start(t)
 	h := startHub(t, ix)
@@ -90,37 +92,67 @@ func TestFaultInjection(t *testing.T) {
 		})
 		t.Logf("recovered after %s", what)
 	}
+	// holdWhile keeps a fault on until every device has produced spell
+	// more batches under it (spooled: production does not need the
+	// network) and cond holds for every device.
+	holdWhile := func(what string, cond func(*faultDevice) bool) {
+		t.Helper()
+		before := make([]int, len(devices))
+		for i, d := range devices {
+			before[i] = len(d.produced())
+		}
+		eventually(t, 120*time.Second, what+" held", func() bool {
+			for i, d := range devices {
+				if len(d.produced()) < before[i]+spell || (cond != nil && !cond(d)) {
+					return false
+				}
+			}
+			return true
+		})
+	}
+	disconnected := func(d *faultDevice) bool { return !d.agent.link.Stats().Connected }
 	progress("start")
 	for round := range rounds {
 		t.Logf("round %d/%d", round+1, rounds)
 		proxy.setLatency(200 * time.Millisecond)
-		time.Sleep(hold) // the fault lasts this long: what is being injected
+		holdWhile("200 ms latency", nil)
 		proxy.setLatency(0)
 		progress("200 ms latency")
 
 		proxy.setBandwidth(8 << 10)
-		time.Sleep(hold)
+		holdWhile("8 KiB/s bandwidth", nil)
 		proxy.setBandwidth(0)
 		progress("8 KiB/s bandwidth")
 
 		for range 4 {
+			sessions := make([]uint64, len(devices))
+			for i, d := range devices {
+				sessions[i] = d.agent.link.Stats().Sessions
+			}
 			proxy.resetAll()
-			time.Sleep(hold / 4)
+			eventually(t, 60*time.Second, "every agent reconnected after a reset", func() bool {
+				for i, d := range devices {
+					if d.agent.link.Stats().Sessions <= sessions[i] {
+						return false
+					}
+				}
+				return true
+			})
 		}
 		progress("connection resets")
 
 		proxy.setBlackhole(true)
-		time.Sleep(hold + 3*time.Second) // longer than the hub's ping timeout (2.5 x 1 s)
+		holdWhile("blackhole (until every agent's ping timed out)", disconnected)
 		proxy.setBlackhole(false)
 		progress("blackhole")
 
 		ix.Pause(t)
-		time.Sleep(hold)
+		holdWhile("InfluxDB paused", nil)
 		ix.Resume(t)
 		progress("InfluxDB paused (SIGSTOP)")
 
 		ix.Kill(t)
-		time.Sleep(hold)
+		holdWhile("InfluxDB down", nil)
 		ix.Restart(t)
 		progress("InfluxDB killed")
 
@@ -134,7 +166,7 @@ func TestFaultInjection(t *testing.T) {
 		progress("agents killed and restarted")
 
 		h.kill()
-		time.Sleep(hold / 2)
+		holdWhile("hub down (until every agent noticed)", disconnected)
 		h.start()
 		progress("hub killed and restarted")
 	}
@@ -150,8 +182,8 @@ func TestFaultInjection(t *testing.T) {
 			produced += len(b.Points)
 		}
 	}
-	t.Logf("fault suite: %d rounds, faults held %s; %d devices produced %d points, all stored once; hub peak RSS %.1f MiB, peak goroutines %.0f (idle %.0f)",
-		rounds, hold, len(devices), produced, peakRSS/(1<<20), peakGoroutines, idle)
+	t.Logf("fault suite: %d rounds, faults held for %d batches per device; %d devices produced %d points, all stored once; hub peak RSS %.1f MiB, peak goroutines %.0f (idle %.0f)",
+		rounds, spell, len(devices), produced, peakRSS/(1<<20), peakGoroutines, idle)
 	// The hub holds nothing for the gone devices: its goroutines settle
 	// back to an idle hub's count.
 	eventually(t, 30*time.Second, fmt.Sprintf("hub goroutines back to the idle %v", idle), func() bool {
