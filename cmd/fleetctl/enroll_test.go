@@ -115,14 +115,7 @@ func TestEnrollCreateAndUse(t *testing.T) {
 
 func TestEnrollRevoke(t *testing.T) {
 	h := newHarness(t)
-	var created struct {
-		Enrollment struct {
-			ID string `json:"id"`
-		} `json:"enrollment"`
-		Code string `json:"code"`
-	}
-	decodeJSON(t, h.ok("enroll", "create", "--uses", "3", "-o", "json"), &created)
-	id := created.Enrollment.ID
+	id, enrollCode := h.createCode("--uses", "3")
 
 	code, _, errs := h.runIn("n\n", "enroll", "revoke", id)
 	if code != 1 || !strings.Contains(errs, "Revoke enrollment code "+id+"?") || !strings.Contains(errs, "not revoked (confirm with y, or pass --yes)") {
@@ -137,7 +130,7 @@ func TestEnrollRevoke(t *testing.T) {
 	if rows := enrollRows(t, h.ok("enroll", "list")); !strings.HasPrefix(rows[id], id+" revoked 3/3 ") {
 		t.Fatalf("code after revoke: %q", rows[id])
 	}
-	if status, body := h.enrollDevice(created.Code, "pi-late", ""); status != http.StatusForbidden || !strings.Contains(body, "revoked") {
+	if status, body := h.enrollDevice(enrollCode, "pi-late", ""); status != http.StatusForbidden || !strings.Contains(body, "revoked") {
 		t.Fatalf("enroll with a revoked code: %d %s", status, body)
 	}
 	// Revoking twice is fine; --yes skips the question.
@@ -151,18 +144,11 @@ func TestEnrollRevoke(t *testing.T) {
 
 func TestAuditCommand(t *testing.T) {
 	h := newHarness(t)
-	var created struct {
-		Enrollment struct {
-			ID string `json:"id"`
-		} `json:"enrollment"`
-		Code string `json:"code"`
-	}
-	decodeJSON(t, h.ok("enroll", "create", "-l", "site=lab", "-o", "json"), &created)
-	id := created.Enrollment.ID
+	id, enrollCode := h.createCode("-l", "site=lab")
 	// Audit details come partly from devices: control characters in them
 	// must not reach the operator's terminal raw (the hub refuses them in
 	// agent versions; the store below is written directly to get one in).
-	if _, _, err := h.st.Enroll(context.Background(), created.Code, "pi-lab",
+	if _, _, err := h.st.Enroll(context.Background(), enrollCode, "pi-lab",
 		map[string]string{"agent_version": "1.0\x1b[2J\nfake row", "remote": "127.0.0.1"}); err != nil {
 		t.Fatalf("enroll: %v", err)
 	}
@@ -312,13 +298,7 @@ func TestEnrollErrors(t *testing.T) {
 
 func TestEnrollViewerRefused(t *testing.T) {
 	h := newHarness(t)
-	var created struct {
-		Enrollment struct {
-			ID string `json:"id"`
-		} `json:"enrollment"`
-	}
-	decodeJSON(t, h.ok("enroll", "create", "-o", "json"), &created)
-	id := created.Enrollment.ID
+	id, _ := h.createCode()
 	for _, role := range []hub.Role{hub.RoleViewer, hub.RoleOperator} {
 		h.env["FLEETCTL_TOKEN"] = h.tokenFor("t-"+string(role), role)
 		for _, args := range [][]string{
@@ -378,4 +358,18 @@ func TestRelTimeEither(t *testing.T) {
 	if got := relTimeEither(time.Time{}, now); got != "never" {
 		t.Errorf("zero time: %q", got)
 	}
+}
+
+// createCode runs `fleetctl enroll create ARGS -o json` and returns the
+// new code's id and the code.
+func (h *harness) createCode(args ...string) (id, code string) {
+	h.t.Helper()
+	var created struct {
+		Enrollment struct {
+			ID string `json:"id"`
+		} `json:"enrollment"`
+		Code string `json:"code"`
+	}
+	decodeJSON(h.t, h.ok(append(append([]string{"enroll", "create"}, args...), "-o", "json")...), &created)
+	return created.Enrollment.ID, created.Code
 }
