@@ -30,6 +30,7 @@ type Bridge struct {
 	epoch atomic.Uint64
 
 	queues       []chan paho.Message // one per worker; a device's messages always go to the same one
+	tmpls        []Template          // the subscribed templates (shard reads them per message)
 	acks         chan paho.Message   // acks leave through one goroutine, never an ingest worker
 	north        chan northItem      // northbound batches, dropped when full
 	pending      counter             // messages taken from paho and not yet done with
@@ -69,7 +70,7 @@ func New(cfg Config) (*Bridge, error) {
 		acks: make(chan paho.Message, cfg.MaxPending), north: make(chan northItem, northQueue),
 		ctx: ctx, cancel: cancel,
 		dedupe: newDedupe(), devices: newDeviceCache(cfg.Store, cfg.Clock),
-		sessions: map[string]*session{}, revoked: map[string]time.Time{},
+		sessions: map[string]*session{}, revoked: map[string]time.Time{}, tmpls: cfg.templates(),
 	}
 	for range cfg.Workers {
 		b.queues = append(b.queues, make(chan paho.Message, cfg.MaxPending))
@@ -194,9 +195,9 @@ func (b *Bridge) onConnect(gen uint64, c paho.Client) {
 	}
 	b.epoch.Add(1)
 	b.metrics.connects.Inc()
-	filters := map[string]byte{b.cfg.StatusTopic.Filter(): 1, b.cfg.ResultTopic.Filter(): 1}
-	for _, r := range b.cfg.Telemetry {
-		filters[r.Topic.Filter()] = 1
+	filters := map[string]byte{}
+	for _, t := range b.tmpls {
+		filters[t.Filter()] = 1
 	}
 	tok := c.SubscribeMultiple(filters, nil) // nil: messages go to the default handler
 	if !tok.WaitTimeout(b.cfg.ConnectTimeout) || tok.Error() != nil {
@@ -310,7 +311,7 @@ func (b *Bridge) shard(topic string) int {
 		return 0
 	}
 	key := topic
-	for _, t := range b.templates() {
+	for _, t := range b.tmpls {
 		if dev, ok := t.Match(topic); ok {
 			key = dev
 			break
@@ -322,9 +323,9 @@ func (b *Bridge) shard(topic string) int {
 }
 
 // templates are the subscribed topic templates.
-func (b *Bridge) templates() []Template {
-	ts := []Template{b.cfg.StatusTopic, b.cfg.ResultTopic}
-	for _, r := range b.cfg.Telemetry {
+func (c *Config) templates() []Template {
+	ts := []Template{c.StatusTopic, c.ResultTopic}
+	for _, r := range c.Telemetry {
 		ts = append(ts, r.Topic)
 	}
 	return ts
