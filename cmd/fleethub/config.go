@@ -97,6 +97,14 @@ type DeviceConfig struct {
 	FlapHold time.Duration `mapstructure:"flap_hold"`
 }
 
+// connsPerAddr is the effective http.max_conns_per_addr (0: no cap).
+func (c HTTPConfig) connsPerAddr(d DeviceConfig) int {
+	if c.MaxConnsPerAddr > 0 {
+		return c.MaxConnsPerAddr
+	}
+	return 4 * d.MaxConnsPerAddr
+}
+
 // HTTPConfig bounds what a peer may do before its request reaches a
 // handler (TLS handshake and request header).
 type HTTPConfig struct {
@@ -104,6 +112,12 @@ type HTTPConfig struct {
 	// together: a peer trickling its header is cut off after it.
 	ReadHeaderTimeout time.Duration   `mapstructure:"read_header_timeout"`
 	MaxHeaderBytes    config.ByteSize `mapstructure:"max_header_bytes"`
+	// MaxConnsPerAddr caps the TCP connections of every kind (devices,
+	// API, dashboard, and sockets still in their handshake) one source
+	// address may hold open; further ones are closed at accept. 0 (the
+	// default): four times device.max_conns_per_addr, so off when that
+	// is off.
+	MaxConnsPerAddr int `mapstructure:"max_conns_per_addr"`
 }
 
 // IngestConfig sizes the ingest pipeline.
@@ -247,5 +261,11 @@ func (c *Config) validateAbuseLimits(add func(string, ...any)) {
 	}
 	if b := c.HTTP.MaxHeaderBytes; b < 1<<10 || b > 1<<20 {
 		add("http.max_header_bytes: must be 1KiB..1MiB")
+	}
+	switch n, dev := c.HTTP.MaxConnsPerAddr, c.Device.MaxConnsPerAddr; {
+	case n < 0:
+		add("http.max_conns_per_addr: must not be negative (0: four times device.max_conns_per_addr)")
+	case n > 0 && (dev == 0 || dev > n):
+		add("http.max_conns_per_addr: %d is below device.max_conns_per_addr (%d, 0 being no cap): devices from one address could never reach their own cap", n, dev)
 	}
 }

@@ -309,6 +309,8 @@ func (s *Server) Listen() error {
 	if err != nil {
 		return fmt.Errorf("listen: %w", err)
 	}
+	// The per-address cap counts from accept, before the TLS handshake.
+	ln = hub.NewConnLimit(s.cfg.HTTP.connsPerAddr(s.cfg.Device), s.reg).Listener(ln)
 	if s.tls != nil {
 		ln = tls.NewListener(ln, s.tls)
 	}
