@@ -1,6 +1,10 @@
 package hub
 
-import "time"
+import (
+	"time"
+
+	"github.com/fleetwire/fleetwire/protocol"
+)
 
 // RateLimit is the per-device traffic budget: token buckets for messages
 // and for telemetry points. A device over it is throttled (its session
@@ -20,6 +24,17 @@ type RateLimit struct {
 
 // Enabled reports whether any bucket is on.
 func (l *RateLimit) Enabled() bool { return l.MsgsPerSec > 0 || l.PointsPerSec > 0 }
+
+// Advertise fills in the rate budget of a session's welcome settings,
+// bursts as charged (defaults applied), so agents can pace themselves.
+func (l *RateLimit) Advertise(s *protocol.Settings) {
+	if l.MsgsPerSec > 0 {
+		s.MsgsPerSec, s.MsgsBurst = l.MsgsPerSec, uint(burst(l.MsgBurst, l.MsgsPerSec))
+	}
+	if l.PointsPerSec > 0 {
+		s.PointsPerSec, s.PointsBurst = l.PointsPerSec, uint(burst(l.PointsBurst, l.PointsPerSec))
+	}
+}
 
 // Throttle is one session's standing against a RateLimit. It is owned by
 // the session's reader: not safe for concurrent use.

@@ -48,6 +48,48 @@ func decodeBatchFast(body []byte) (b *Batch, ok bool) {
 	return b, r.i == len(body)
 }
 
+// BatchPoints reads how many points an encoded batch message (Encode of
+// a Batch) carries, from the length of its points array, without decoding
+// the points. ok is false for anything not in the form Encode writes. It
+// does not check the rest of the message: use it for accounting (an
+// agent pacing its sends), never to accept input.
+func BatchPoints(data []byte) (n int, ok bool) {
+	if len(data) < 2 || data[0] != 0x82 || data[1] != byte(TypeBatch) {
+		return 0, false
+	}
+	r := fastReader{buf: data[2:]}
+	keys, ok := r.head(majorMap)
+	if !ok || keys > 5 {
+		return 0, false
+	}
+	for range keys {
+		k, ok := r.head(majorUint)
+		if !ok {
+			return 0, false
+		}
+		switch k {
+		case 1, 5:
+			_, ok = r.head(majorUint)
+		case 2:
+			_, ok = r.int()
+		case 3:
+			ok = r.skipTags()
+		case 4:
+			n, ok := r.head(majorArr)
+			if !ok || n > maxArrayElements {
+				return 0, false
+			}
+			return int(n), true
+		default:
+			return 0, false
+		}
+		if !ok {
+			return 0, false
+		}
+	}
+	return 0, true // no points array
+}
+
 // CBOR major types (RFC 8949 §3.1).
 const (
 	majorUint = 0

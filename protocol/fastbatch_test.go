@@ -24,6 +24,9 @@ func FuzzDecodeBatchFast(f *testing.F) {
 			return
 		}
 		fast, ok := decodeBatchFast(data[2:])
+		if n, counted := BatchPoints(data); ok && (!counted || n != len(fast.Points)) {
+			t.Fatalf("%x: BatchPoints %d, %v; the batch has %d points", data, n, counted, len(fast.Points))
+		}
 		if !ok {
 			return
 		}

@@ -78,6 +78,16 @@ type Settings struct {
 	MaxBatchPoints  uint `cbor:"2,keyasint"` // points per batch
 	MaxInflight     uint `cbor:"3,keyasint"` // unacked batches the agent may have sent
 	PingIntervalMs  uint `cbor:"4,keyasint"` // the hub pings this often
+
+	// The device's rate budget: token buckets the hub charges one token
+	// per message and one per point (a batch at most PointsBurst). A
+	// device over it is throttled and, if that lasts, closed (ClosePolicy).
+	// Agents pace their sends below it, so replaying a long spool is never
+	// taken for abuse. Zero (or absent, from older hubs): no limit.
+	MsgsPerSec   float64 `cbor:"5,keyasint,omitempty"`
+	MsgsBurst    uint    `cbor:"6,keyasint,omitempty"`
+	PointsPerSec float64 `cbor:"7,keyasint,omitempty"`
+	PointsBurst  uint    `cbor:"8,keyasint,omitempty"`
 }
 
 // Batch carries telemetry. Seq is per device and strictly increasing across

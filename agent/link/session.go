@@ -124,12 +124,14 @@ func readMsg(conn *websocket.Conn) (any, error) {
 }
 
 // sendLoop sends spooled batches after the last one sent, at most
-// MaxInflight unacked, and applies acks to the spool.
+// MaxInflight unacked and within the welcome's rate budget (pacer), and
+// applies acks to the spool.
 func (l *Link) sendLoop(ctx context.Context, conn *websocket.Conn, w *protocol.Welcome, r *reader) error {
 	window := int(w.Settings.MaxInflight)
 	maxBytes := int(w.Settings.MaxMessageBytes)
 	var lastSent uint64
 	var inflight []uint64 // sent, unacked, ascending
+	pace := newPacer(w.Settings)
 	notify := l.cfg.Spool.Notify()
 	for {
 		if room := window - len(inflight); room > 0 {
@@ -152,6 +154,9 @@ func (l *Link) sendLoop(ctx context.Context, conn *websocket.Conn, w *protocol.W
 					lastSent = e.Seq
 					continue
 				}
+				if err := pace.wait(ctx, e.Data); err != nil {
+					return err
+				}
 				conn.SetWriteDeadline(time.Now().Add(l.cfg.WriteTimeout))
 				if err := conn.WriteMessage(websocket.BinaryMessage, e.Data); err != nil {
 					return fmt.Errorf("send batch %d: %w", e.Seq, err)
@@ -168,6 +173,9 @@ func (l *Link) sendLoop(ctx context.Context, conn *websocket.Conn, w *protocol.W
 			return r.err()
 		case <-notify:
 		case data := <-l.results:
+			if err := pace.wait(ctx, data); err != nil {
+				return err
+			}
 			conn.SetWriteDeadline(time.Now().Add(l.cfg.WriteTimeout))
 			if err := conn.WriteMessage(websocket.BinaryMessage, data); err != nil {
 				return fmt.Errorf("send command result: %w", err)

@@ -182,7 +182,7 @@ func (s *session) readHello() (*protocol.Hello, error) {
 
 func (s *session) welcome() *protocol.Welcome {
 	cfg := &s.h.cfg
-	return &protocol.Welcome{
+	w := &protocol.Welcome{
 		SessionID:  newID(),
 		ServerTime: time.Now().UnixMilli(),
 		DeviceID:   s.dev.ID,
@@ -193,6 +193,8 @@ func (s *session) welcome() *protocol.Welcome {
 			PingIntervalMs:  uint(cfg.PingInterval / time.Millisecond),
 		},
 	}
+	cfg.Rate.Advertise(&w.Settings)
+	return w
 }
 
 func effectiveMaxPoints(l protocol.Limits) int {
