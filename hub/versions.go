@@ -23,20 +23,38 @@ func agentSemver(v string) string {
 	return v
 }
 
-// MarkAgentVersions finds the newest agent version among devices and sets
-// AgentBehind on each device whose agent is older. Versions that are not
-// semantic versions (development builds) neither count as newest nor are
-// marked behind. It returns the newest version as the devices report it.
-func MarkAgentVersions(devices []Device) (newest string) {
-	best := ""
-	for _, d := range devices {
-		if sv := agentSemver(d.AgentVersion); sv != "" && (best == "" || semver.Compare(sv, best) > 0) {
-			best, newest = sv, d.AgentVersion
+// NewestAgentVersion returns the newest of versions as given, or "" if
+// none is a semantic version. Versions that are not (development builds)
+// never count as newest.
+func NewestAgentVersion(versions []string) string {
+	best, newest := "", ""
+	for _, v := range versions {
+		if sv := agentSemver(v); sv != "" && (best == "" || semver.Compare(sv, best) > 0) {
+			best, newest = sv, v
 		}
 	}
+	return newest
+}
+
+// AgentVersionBehind reports whether agent version v is older than
+// newest (as NewestAgentVersion returns it). A version that is not a
+// semantic version is never behind.
+func AgentVersionBehind(v, newest string) bool {
+	sv, best := agentSemver(v), agentSemver(newest)
+	return sv != "" && best != "" && semver.Compare(sv, best) < 0
+}
+
+// MarkAgentVersions finds the newest agent version among devices and sets
+// AgentBehind on each device whose agent is older. It returns the newest
+// version as the devices report it.
+func MarkAgentVersions(devices []Device) (newest string) {
+	versions := make([]string, len(devices))
+	for i, d := range devices {
+		versions[i] = d.AgentVersion
+	}
+	newest = NewestAgentVersion(versions)
 	for i := range devices {
-		sv := agentSemver(devices[i].AgentVersion)
-		devices[i].AgentBehind = sv != "" && semver.Compare(sv, best) < 0
+		devices[i].AgentBehind = AgentVersionBehind(devices[i].AgentVersion, newest)
 	}
 	return newest
 }

@@ -25,3 +25,20 @@ func TestMarkAgentVersions(t *testing.T) {
 		t.Errorf("only dev builds: newest %q", newest)
 	}
 }
+
+func TestAgentVersionBehind(t *testing.T) {
+	for _, c := range []struct {
+		v, newest string
+		want      bool
+	}{
+		{"1.2.3", "v1.10.0", true},
+		{"v1.10.0", "1.10.0", false},
+		{"dev", "1.10.0", false},
+		{"1.2.3", "", false}, // no semantic version in the fleet
+		{"", "1.0.0", false},
+	} {
+		if got := AgentVersionBehind(c.v, c.newest); got != c.want {
+			t.Errorf("AgentVersionBehind(%q, %q) = %v, want %v", c.v, c.newest, got, c.want)
+		}
+	}
+}

@@ -86,13 +86,8 @@ func (s *server) getDevice(w http.ResponseWriter, r *http.Request) {
 	}
 	d.Online = s.online(d.ID)
 	// Behind the newest version the fleet runs?
-	if all, err := s.cfg.Store.ListDevices(r.Context()); err == nil {
-		hub.MarkAgentVersions(all) // d is among them
-		for _, o := range all {
-			if o.ID == d.ID {
-				d.AgentBehind = o.AgentBehind
-			}
-		}
+	if versions, err := s.cfg.Store.AgentVersions(r.Context()); err == nil {
+		d.AgentBehind = hub.AgentVersionBehind(d.AgentVersion, hub.NewestAgentVersion(versions))
 	}
 	writeJSON(w, http.StatusOK, DeviceResponse{Device: d})
 }

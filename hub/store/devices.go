@@ -93,6 +93,28 @@ func (s *Store) ListDevices(ctx context.Context) ([]hub.Device, error) {
 	return devices, nil
 }
 
+// AgentVersions lists the distinct agent versions devices have reported:
+// a handful however large the fleet.
+func (s *Store) AgentVersions(ctx context.Context) ([]string, error) {
+	rows, err := s.db.QueryContext(ctx, `SELECT DISTINCT agent_version FROM devices WHERE agent_version != ''`)
+	if err != nil {
+		return nil, fmt.Errorf("agent versions: %w", err)
+	}
+	defer rows.Close()
+	var versions []string
+	for rows.Next() {
+		var v string
+		if err := rows.Scan(&v); err != nil {
+			return nil, fmt.Errorf("agent versions: %w", err)
+		}
+		versions = append(versions, v)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("agent versions: %w", err)
+	}
+	return versions, nil
+}
+
 // RevokeDevice marks a device revoked: its token stops working. Revoking
 // twice keeps the first revocation time. The caller closes any live
 // session. ErrNotFound if there is no such device.
