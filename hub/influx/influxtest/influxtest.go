@@ -6,21 +6,19 @@ package influxtest
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
 
+	"github.com/fleetwire/fleetwire/hub/internal/testproc"
 	influxdb2 "github.com/influxdata/influxdb-client-go/v2"
 )
 
@@ -48,19 +46,7 @@ type Server struct {
 	// DataDir holds meta, data and wal; it survives Stop and Restart.
 	DataDir string
 
-	bin      string
-	confPath string
-	logPath  string
-
-	mu   sync.Mutex
-	proc *process // nil while stopped
-}
-
-// process is one run of influxd; done closes when it has exited.
-type process struct {
-	cmd  *exec.Cmd
-	done chan struct{}
-	err  error // Wait's result, valid after done
+	proc *testproc.Proc
 }
 
 // Start starts a fresh influxd on 127.0.0.1 (free ports) with data in
@@ -69,46 +55,40 @@ type process struct {
 // PATH; if none exists the test fails telling to run `make tools`.
 func Start(t testing.TB) *Server {
 	t.Helper()
-	bin := findBinary(t)
 	dir := t.TempDir()
-	var s *Server
-	// freePort's port is free only until someone else binds it: parallel
-	// tests starting servers can collide, so a bind failure tries new ports.
-	for attempt := 1; ; attempt++ {
-		httpPort, rpcPort := freePort(t), freePort(t)
-		s = &Server{
-			URL:      fmt.Sprintf("http://127.0.0.1:%d", httpPort),
-			Database: Database,
-			Bucket:   Database + "/autogen",
-			DataDir:  dir,
-			bin:      bin,
-			confPath: filepath.Join(dir, "influxd.conf"),
-			logPath:  filepath.Join(dir, "influxd.log"),
-		}
-		conf := renderConfig(dir, httpPort, rpcPort)
-		if err := os.WriteFile(s.confPath, []byte(conf), 0o600); err != nil {
-			t.Fatalf("influxtest: write config: %v", err)
-		}
-		err := s.tryLaunch(t)
-		if err == nil {
-			break
-		}
-		if attempt == 3 || !strings.Contains(s.logTail(), "address already in use") {
-			t.Fatalf("influxtest: influxd not ready: %v\n%s", err, s.logTail())
-		}
-		os.Remove(s.logPath)
+	conf := filepath.Join(dir, "influxd.conf")
+	s := &Server{Database: Database, Bucket: Database + "/autogen", DataDir: dir}
+	s.proc = &testproc.Proc{
+		Name: "influxd",
+		Args: []string{findBinary(t), "run", "-config", conf},
+		// influxd reads INFLUXDB_* variables as config overrides; keep only
+		// what it needs so the caller's environment cannot change the server.
+		Env:          []string{"HOME=" + dir, "PATH=" + os.Getenv("PATH")},
+		Logs:         []string{filepath.Join(dir, "influxd.log")},
+		Ready:        func() error { return ping(s.URL) },
+		StartTimeout: startTimeout,
+		StopTimeout:  stopTimeout,
 	}
-	t.Cleanup(func() { s.stop(t, false) })
+	err := s.proc.StartFresh(func() error {
+		httpAddr := testproc.FreeAddr(t)
+		s.URL = "http://" + httpAddr
+		return os.WriteFile(conf, []byte(renderConfig(dir, httpAddr, testproc.FreeAddr(t))), 0o600)
+	})
+	if err != nil {
+		t.Fatalf("influxtest: %v\n%s", err, s.logTail())
+	}
+	t.Cleanup(func() { s.stop(t, syscall.SIGTERM) })
 	s.exec(t, fmt.Sprintf("CREATE DATABASE %q", Database))
 	return s
 }
 
 // renderConfig returns an influxd 1.8 config with every directory under dir,
-// HTTP (with Flux) and RPC on loopback, and every optional service off so the
-// server starts fast and touches nothing outside dir.
-func renderConfig(dir string, httpPort, rpcPort int) string {
+// HTTP (with Flux) and RPC on the given loopback addresses, and every
+// optional service off so the server starts fast and touches nothing outside
+// dir.
+func renderConfig(dir, httpAddr, rpcAddr string) string {
 	return fmt.Sprintf(`reporting-disabled = true
-bind-address = "127.0.0.1:%[3]d"
+bind-address = %[3]q
 
 [meta]
   dir = %[1]q
@@ -130,7 +110,7 @@ bind-address = "127.0.0.1:%[3]d"
 
 [http]
   enabled = true
-  bind-address = "127.0.0.1:%[2]d"
+  bind-address = %[2]q
   auth-enabled = false
   log-enabled = false
   write-tracing = false
@@ -147,7 +127,7 @@ bind-address = "127.0.0.1:%[3]d"
 
 [continuous_queries]
   enabled = false
-`, filepath.Join(dir, "meta"), httpPort, rpcPort, filepath.Join(dir, "data"), filepath.Join(dir, "wal"))
+`, filepath.Join(dir, "meta"), httpAddr, rpcAddr, filepath.Join(dir, "data"), filepath.Join(dir, "wal"))
 }
 
 // findBinary locates influxd; see Start for the order.
@@ -191,171 +171,75 @@ func repoRoot() (string, bool) {
 	}
 }
 
-// freePort asks the kernel for a free loopback port. The port is released
-// before influxd binds it; a collision in that window is possible but rare.
-func freePort(t testing.TB) int {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
+// ping returns nil when influxd's /ping answers 204.
+func ping(base string) error {
+	client := &http.Client{Timeout: time.Second}
+	resp, err := client.Get(base + "/ping")
 	if err != nil {
-		t.Fatalf("influxtest: free port: %v", err)
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port
-}
-
-// launch starts influxd with the server's config and waits until /ping
-// answers 204.
-func (s *Server) launch(t testing.TB) {
-	t.Helper()
-	if err := s.tryLaunch(t); err != nil {
-		t.Fatalf("influxtest: influxd not ready: %v\n%s", err, s.logTail())
-	}
-}
-
-// tryLaunch is launch returning a start failure (influxd stopped again).
-func (s *Server) tryLaunch(t testing.TB) error {
-	t.Helper()
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.proc != nil {
-		t.Fatalf("influxtest: influxd already running")
-	}
-	logf, err := os.OpenFile(s.logPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
-	if err != nil {
-		t.Fatalf("influxtest: open log: %v", err)
-	}
-	cmd := exec.Command(s.bin, "run", "-config", s.confPath)
-	cmd.Stdout, cmd.Stderr = logf, logf
-	// influxd reads INFLUXDB_* variables as config overrides; keep only what
-	// it needs so the caller's environment cannot change the test server.
-	cmd.Env = []string{"HOME=" + s.DataDir, "PATH=" + os.Getenv("PATH")}
-	if err := cmd.Start(); err != nil {
-		logf.Close()
-		t.Fatalf("influxtest: start %s: %v", s.bin, err)
-	}
-	p := &process{cmd: cmd, done: make(chan struct{})}
-	go func() {
-		p.err = cmd.Wait()
-		logf.Close()
-		close(p.done)
-	}()
-	s.proc = p
-	if err := waitReady(s.URL, p.done); err != nil {
-		_ = cmd.Process.Kill()
-		<-p.done
-		s.proc = nil
 		return err
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusNoContent {
+		return fmt.Errorf("ping status %d", resp.StatusCode)
 	}
 	return nil
 }
 
-// waitReady polls /ping until it answers 204, influxd exits or the start
-// timeout passes.
-func waitReady(base string, exited <-chan struct{}) error {
-	client := &http.Client{Timeout: time.Second}
-	deadline := time.Now().Add(startTimeout)
-	for {
-		resp, err := client.Get(base + "/ping")
-		if err == nil {
-			resp.Body.Close()
-			if resp.StatusCode == http.StatusNoContent {
-				return nil
-			}
-			err = fmt.Errorf("ping status %d", resp.StatusCode)
-		}
-		if time.Now().After(deadline) {
-			return fmt.Errorf("after %s: %w", startTimeout, err)
-		}
-		select {
-		case <-exited:
-			return errors.New("influxd exited during startup")
-		case <-time.After(20 * time.Millisecond):
-		}
-	}
-}
-
 // logTail returns the end of influxd's log for failure messages.
 func (s *Server) logTail() string {
-	b, err := os.ReadFile(s.logPath)
-	if err != nil {
-		return ""
-	}
+	b := s.proc.Log()
 	const max = 4000
 	if len(b) > max {
 		b = b[len(b)-max:]
 	}
-	return "influxd log:\n" + string(b)
+	return "influxd log:\n" + b
 }
 
 // Stop stops influxd gracefully (SIGTERM, then SIGKILL after 10 s). The data
 // directory is kept so Restart can bring the same data back.
 func (s *Server) Stop(t testing.TB) {
 	t.Helper()
-	s.stop(t, false)
+	s.stop(t, syscall.SIGTERM)
 }
 
 // Kill stops influxd with SIGKILL, as a crash would.
 func (s *Server) Kill(t testing.TB) {
 	t.Helper()
-	s.stop(t, true)
+	s.stop(t, syscall.SIGKILL)
 }
 
 // Restart starts influxd again on the same port with the same data, after
 // Stop or Kill (it stops a running server first).
 func (s *Server) Restart(t testing.TB) {
 	t.Helper()
-	s.stop(t, false)
-	s.launch(t)
+	s.stop(t, syscall.SIGTERM)
+	if err := s.proc.Start(); err != nil {
+		t.Fatalf("influxtest: %v\n%s", err, s.logTail())
+	}
 }
 
 // Pause freezes influxd (SIGSTOP): connections stay open and hang, as with
 // a server that stalls. Resume (SIGCONT) ends it. Stop and Kill resume a
 // paused server first.
-func (s *Server) Pause(t testing.TB) { s.signalRunning(t, syscall.SIGSTOP) }
+func (s *Server) Pause(t testing.TB) { s.signal(t, syscall.SIGSTOP) }
 
 // Resume continues a paused influxd.
-func (s *Server) Resume(t testing.TB) { s.signalRunning(t, syscall.SIGCONT) }
+func (s *Server) Resume(t testing.TB) { s.signal(t, syscall.SIGCONT) }
 
-func (s *Server) signalRunning(t testing.TB, sig syscall.Signal) {
+func (s *Server) signal(t testing.TB, sig syscall.Signal) {
 	t.Helper()
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.proc == nil {
-		t.Fatalf("influxtest: influxd is not running")
-	}
-	if err := s.proc.cmd.Process.Signal(sig); err != nil {
-		t.Fatalf("influxtest: signal %v: %v", sig, err)
+	if err := s.proc.Signal(sig); err != nil {
+		t.Fatalf("influxtest: %v", err)
 	}
 }
 
 // Running reports whether influxd is running.
-func (s *Server) Running() bool {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.proc != nil
-}
+func (s *Server) Running() bool { return s.proc.Running() }
 
-func (s *Server) stop(t testing.TB, kill bool) {
+func (s *Server) stop(t testing.TB, sig syscall.Signal) {
 	t.Helper()
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	p := s.proc
-	if p == nil {
-		return
-	}
-	s.proc = nil
-	_ = p.cmd.Process.Signal(syscall.SIGCONT) // a paused influxd cannot act on SIGTERM
-	sig := syscall.SIGTERM
-	if kill {
-		sig = syscall.SIGKILL
-	}
-	_ = p.cmd.Process.Signal(sig)
-	select {
-	case <-p.done:
-	case <-time.After(stopTimeout):
-		_ = p.cmd.Process.Kill()
-		<-p.done
-		t.Errorf("influxtest: influxd ignored SIGTERM for %s, killed\n%s", stopTimeout, s.logTail())
+	if err := s.proc.Stop(sig); err != nil {
+		t.Errorf("influxtest: %v\n%s", err, s.logTail())
 	}
 }
 

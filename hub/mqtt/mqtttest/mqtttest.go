@@ -6,17 +6,17 @@
 package mqtttest
 
 import (
-	"errors"
 	"fmt"
 	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/fleetwire/fleetwire/hub/internal/testproc"
 )
 
 // EnvBinary names the environment variable that overrides where mosquitto is.
@@ -39,12 +39,7 @@ type Broker struct {
 	Dir string
 
 	t    testing.TB
-	bin  string
-	conf string
-
-	mu   sync.Mutex
-	cmd  *exec.Cmd
-	done chan struct{}
+	proc *testproc.Proc
 }
 
 // Option changes the generated broker config.
@@ -76,28 +71,26 @@ func Start(t testing.TB, opts ...Option) *Broker {
 	if err != nil {
 		t.Fatalf("mosquitto: %v (Debian package mosquitto: run `make tools`)", err)
 	}
-	b := &Broker{t: t, bin: bin, Dir: t.TempDir()}
-	b.conf = filepath.Join(b.Dir, "mosquitto.conf")
-	// freeAddr's port is free only until someone else binds it: parallel
-	// tests starting servers can collide, so a bind failure tries a new one.
-	for attempt := 1; ; attempt++ {
-		b.Addr = freeAddr(t)
+	b := &Broker{t: t, Dir: t.TempDir()}
+	conf := filepath.Join(b.Dir, "mosquitto.conf")
+	b.proc = &testproc.Proc{
+		Name:         "mosquitto",
+		Args:         []string{bin, "-c", conf},
+		Logs:         []string{filepath.Join(b.Dir, "mosquitto.log"), filepath.Join(b.Dir, "stdout.log")},
+		Ready:        b.dial,
+		StartTimeout: startTimeout,
+		StopTimeout:  stopTimeout,
+	}
+	err = b.proc.StartFresh(func() error {
+		b.Addr = testproc.FreeAddr(t)
 		b.URL = "tcp://" + b.Addr
 		if set.tlsDir != "" {
-			b.TLSURL = "ssl://" + freeAddr(t)
+			b.TLSURL = "ssl://" + testproc.FreeAddr(t)
 		}
-		if err := os.WriteFile(b.conf, []byte(b.render(set)), 0o600); err != nil {
-			t.Fatal(err)
-		}
-		err := b.tryStart()
-		if err == nil {
-			break
-		}
-		if attempt == 3 || !strings.Contains(b.Log(), "Address already in use") {
-			t.Fatalf("%v:\n%s", err, b.Log())
-		}
-		os.Remove(filepath.Join(b.Dir, "mosquitto.log"))
-		os.Remove(filepath.Join(b.Dir, "stdout.log"))
+		return os.WriteFile(conf, []byte(b.render(set)), 0o600)
+	})
+	if err != nil {
+		t.Fatalf("%v:\n%s", err, b.Log())
 	}
 	t.Cleanup(b.Stop)
 	return b
@@ -145,98 +138,39 @@ func binary() (string, error) {
 	return exec.LookPath("mosquitto")
 }
 
-func freeAddr(t testing.TB) string {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
+// dial returns nil when the broker accepts a TCP connection.
+func (b *Broker) dial() error {
+	c, err := net.DialTimeout("tcp", b.Addr, time.Second)
+	if err == nil {
+		c.Close()
 	}
-	defer l.Close()
-	return l.Addr().String()
+	return err
 }
 
 // start runs mosquitto and waits until it accepts connections.
 func (b *Broker) start() {
 	b.t.Helper()
-	if err := b.tryStart(); err != nil {
+	if err := b.proc.Start(); err != nil {
 		b.t.Fatalf("%v:\n%s", err, b.Log())
 	}
 }
 
-// tryStart is start returning a failure (mosquitto stopped again).
-func (b *Broker) tryStart() error {
-	cmd := exec.Command(b.bin, "-c", b.conf)
-	out, err := os.OpenFile(filepath.Join(b.Dir, "stdout.log"), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
-	if err != nil {
-		return err
-	}
-	cmd.Stdout, cmd.Stderr = out, out
-	if err := cmd.Start(); err != nil {
-		out.Close()
-		return fmt.Errorf("start mosquitto: %w", err)
-	}
-	done := make(chan struct{})
-	go func() { cmd.Wait(); out.Close(); close(done) }()
-	b.mu.Lock()
-	b.cmd, b.done = cmd, done
-	b.mu.Unlock()
-	deadline := time.Now().Add(startTimeout)
-	for {
-		select {
-		case <-done:
-			b.mu.Lock()
-			b.cmd = nil
-			b.mu.Unlock()
-			return errors.New("mosquitto exited at start")
-		default:
-		}
-		if c, err := net.DialTimeout("tcp", b.Addr, time.Second); err == nil {
-			c.Close()
-			return nil
-		}
-		if time.Now().After(deadline) {
-			b.Kill()
-			return fmt.Errorf("mosquitto not accepting on %s after %s", b.Addr, startTimeout)
-		}
-		time.Sleep(20 * time.Millisecond) // poll interval while it starts
-	}
-}
-
 // Log returns the broker's log and output so far.
-func (b *Broker) Log() string {
-	var s string
-	for _, f := range []string{"mosquitto.log", "stdout.log"} {
-		data, _ := os.ReadFile(filepath.Join(b.Dir, f))
-		s += string(data)
-	}
-	return s
-}
+func (b *Broker) Log() string { return b.proc.Log() }
 
-// signal sends sig and waits for the process to exit. No-op when stopped.
-func (b *Broker) signal(sig syscall.Signal) {
-	b.mu.Lock()
-	cmd, done := b.cmd, b.done
-	b.cmd = nil
-	b.mu.Unlock()
-	if cmd == nil {
-		return
-	}
-	_ = cmd.Process.Signal(sig)
-	select {
-	case <-done:
-	case <-time.After(stopTimeout):
-		cmd.Process.Kill()
-		<-done
-		b.t.Errorf("mosquitto did not exit on %v within %s", sig, stopTimeout)
+// stop sends sig and waits for the process to exit. No-op when stopped.
+func (b *Broker) stop(sig syscall.Signal) {
+	if err := b.proc.Stop(sig); err != nil {
+		b.t.Errorf("%v", err)
 	}
 }
 
 // Stop ends the broker gracefully (it writes its persistence file).
 // Idempotent.
-func (b *Broker) Stop() { b.signal(syscall.SIGTERM) }
+func (b *Broker) Stop() { b.stop(syscall.SIGTERM) }
 
 // Kill ends the broker at once: what it had not saved is lost.
-func (b *Broker) Kill() { b.signal(syscall.SIGKILL) }
+func (b *Broker) Kill() { b.stop(syscall.SIGKILL) }
 
 // Restart stops the broker gracefully and starts it again on the same
 // address with the same persistence file: persistent sessions and their
@@ -260,8 +194,4 @@ func (b *Broker) Reset() {
 }
 
 // Running reports whether the broker process is up.
-func (b *Broker) Running() bool {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.cmd != nil
-}
+func (b *Broker) Running() bool { return b.proc.Running() }
