@@ -42,9 +42,11 @@ type Batcher struct {
 	interval chan time.Duration // SetInterval -> Run
 	now      chan struct{}      // CollectNow -> Run
 	// errLog limits collector error logs to one per collector per 10 min:
-	// a broken sensor must not flood an SD card with logs.
+	// a broken sensor must not flood an SD card with logs. mu guards it
+	// and lastMs.
 	mu     sync.Mutex
 	errLog map[string]time.Time
+	lastMs int64 // time given to the latest collection (stamp), Unix ms
 }
 
 // NewBatcher checks opt and returns a Batcher.
@@ -128,7 +130,26 @@ func (b *Batcher) CollectOnce(ctx context.Context) error {
 	return b.spool(now, points)
 }
 
+// stamp returns the time, in Unix milliseconds, of a collection made at
+// now. InfluxDB keeps one point per series and millisecond, so two
+// collections in the same millisecond (a CollectNow just after a tick,
+// ticks bunched behind a stalled collection) would overwrite each other:
+// a collection at or up to a second before the previous one's time gets
+// the millisecond after it. A clock stepped back further is taken as it
+// is.
+func (b *Batcher) stamp(now time.Time) int64 {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	ms := now.UnixMilli()
+	if ms <= b.lastMs && b.lastMs-ms < 1000 {
+		ms = b.lastMs + 1
+	}
+	b.lastMs = ms
+	return ms
+}
+
 func (b *Batcher) spool(now time.Time, points []protocol.Point) error {
+	ms := b.stamp(now)
 	limit := b.opt.MaxPoints
 	if b.opt.HubMaxPoints != nil {
 		if h := b.opt.HubMaxPoints(); h > 0 {
@@ -137,7 +158,7 @@ func (b *Batcher) spool(now time.Time, points []protocol.Point) error {
 	}
 	for len(points) > 0 {
 		n := min(len(points), limit)
-		batch := &protocol.Batch{BaseTime: now.UnixMilli(), Points: points[:n]}
+		batch := &protocol.Batch{BaseTime: ms, Points: points[:n]}
 		if _, err := b.opt.Spool.Append(batch); err != nil {
 			return err
 		}

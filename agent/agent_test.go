@@ -3,6 +3,7 @@ package agent
 import (
 	"context"
 	"errors"
+	"slices"
 	"testing"
 	"time"
 
@@ -134,4 +135,37 @@ func TestCollectNowAndSetInterval(t *testing.T) {
 	}
 	cancel()
 	<-done
+}
+
+// TestCollectionsNeverShareAMillisecond: collections made in the same
+// millisecond, or a little before the previous one's time, each get a
+// later millisecond, so none overwrites another in InfluxDB; a clock
+// stepped back by more than a second is followed.
+func TestCollectionsNeverShareAMillisecond(t *testing.T) {
+	sp, err := spool.Open(t.TempDir(), spool.Options{NoSync: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sp.Close()
+	const t0 = 1_700_000_000_123
+	clock := []int64{t0, t0, t0, t0 - 2, t0 + 10, t0 - 5000}
+	want := []int64{t0, t0 + 1, t0 + 2, t0 + 3, t0 + 10, t0 - 5000}
+	var got []int64
+	i := 0
+	b, err := NewBatcher(Options{
+		Collectors: []collect.Collector{fixed{n: 1}}, Spool: sp,
+		Now:       func() time.Time { i++; return time.UnixMilli(clock[i-1]) },
+		OnSpooled: func(b *protocol.Batch) { got = append(got, b.BaseTime) },
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for range clock {
+		if err := b.CollectOnce(context.Background()); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if !slices.Equal(got, want) {
+		t.Fatalf("batch times %v, want %v", got, want)
+	}
 }

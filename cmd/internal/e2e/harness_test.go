@@ -534,6 +534,15 @@ func stored(t testing.TB, ix *influxtest.Server, device string) []storedPoint {
 func checkExactlyOnce(t testing.TB, ix *influxtest.Server, device string, labels map[string]string, batches []protocol.Batch) {
 	t.Helper()
 	want := expected(device, labels, batches)
+	produced := 0
+	for _, b := range batches {
+		produced += len(b.Points)
+	}
+	if produced != len(want) {
+		// InfluxDB keeps one point per series and time: the agent must
+		// never give two readings of a series the same millisecond.
+		t.Errorf("%s produced %d points but only %d distinct series and times", device, produced, len(want))
+	}
 	got := stored(t, ix, device)
 	seen := map[string]bool{}
 	for _, p := range got {
