@@ -160,6 +160,14 @@ func TestFaultInjection(t *testing.T) {
 			d.mu.Lock()
 			d.agent.stop()
 			d.earlier = append(d.earlier, d.agent.batches()...)
+			// A real agent's restart takes far longer than a millisecond;
+			// this one could start within the one its predecessor last
+			// collected in, and give a series two values at one time.
+			if n := len(d.earlier); n > 0 {
+				for time.Now().UnixMilli() <= d.earlier[n-1].BaseTime {
+					time.Sleep(time.Millisecond) // until the next millisecond
+				}
+			}
 			d.agent = startAgent(t, h, d.token, agentOpts{url: url, spoolDir: d.spool, interval: 50 * time.Millisecond, collectors: []collect.Collector{&counter{}}})
 			d.mu.Unlock()
 		}
