@@ -79,6 +79,26 @@ type CommandFilter struct {
 	BeforeID string
 }
 
+// DueQuery selects the open commands due for action at Now. A command is
+// due if one of these holds:
+//   - it is queued or sent and Now >= ExpiresAt (to expire);
+//   - it is received and Now >= ReceivedAt + TimeoutMs + ResultGrace (to
+//     time out);
+//   - it is sent or received and Now - SentAt > RedeliverAfter (to push
+//     again);
+//   - it is queued and its device is in QueuedOf (to push again).
+//
+// Queued commands of other devices are not due: they are pushed when
+// created and when their device connects; only a device whose push was
+// dropped or failed goes in QueuedOf.
+type DueQuery struct {
+	Now            time.Time
+	ResultGrace    time.Duration
+	RedeliverAfter time.Duration
+	QueuedOf       []string // device ids
+	Limit          int      // at most this many, oldest first; <= 0: no limit
+}
+
 // CommandStore persists commands (hub/store implements it with SQLite).
 type CommandStore interface {
 	// CreateCommands inserts commands (one transaction).
@@ -93,9 +113,10 @@ type CommandStore interface {
 	// PendingCommands returns deviceID's commands in queued, sent or
 	// received state, oldest first.
 	PendingCommands(ctx context.Context, deviceID string) ([]Command, error)
-	// OpenCommands returns every command not in a terminal state, oldest
-	// first (expiry and timeout sweeps; at most limit).
-	OpenCommands(ctx context.Context, limit int) ([]Command, error)
+	// DueCommands returns the open commands a sweep must act on (see
+	// DueQuery), oldest first, without their output: Stdout and Stderr
+	// are empty. Commands that are merely waiting are not read.
+	DueCommands(ctx context.Context, q DueQuery) ([]Command, error)
 	// DevicesMatching returns the non-revoked devices whose labels contain
 	// every key=value of selector (an empty selector matches all).
 	DevicesMatching(ctx context.Context, selector map[string]string) ([]Device, error)

@@ -56,6 +56,12 @@ type CommandService struct {
 	workOnce sync.Once
 	queue    chan delivery
 
+	// retry holds the devices whose queued commands the next sweep pushes
+	// again: a push or connect-time delivery of theirs was dropped or
+	// failed (see retryLater). The sweep reads no other queued commands.
+	retryMu sync.Mutex
+	retry   map[string]struct{}
+
 	stopping     chan struct{} // closed by Shutdown: long polls return
 	stoppingOnce sync.Once
 }
@@ -72,7 +78,7 @@ func NewCommandService(store CommandStore, reg *Registry, m *CommandMetrics, log
 		log = slog.New(slog.DiscardHandler)
 	}
 	return &CommandService{store: store, registry: reg, log: log, now: time.Now, metrics: m,
-		watchers: map[string][]chan struct{}{}, stopping: make(chan struct{})}
+		watchers: map[string][]chan struct{}{}, retry: map[string]struct{}{}, stopping: make(chan struct{})}
 }
 
 // SetClock replaces the clock (tests); call it before Run.

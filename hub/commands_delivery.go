@@ -85,7 +85,42 @@ func (s *CommandService) enqueue(d delivery) {
 	select {
 	case s.work() <- d:
 	default:
+		if d.cmd != nil {
+			s.retryLater(d.cmd.DeviceID)
+		} else {
+			s.retryLater(d.device)
+		}
 	}
+}
+
+// retryLater makes the next sweep push the queued commands of devices
+// again, if they are online then. Every path that may leave a queued
+// command of an online device behind calls it: the sweep finds no other.
+func (s *CommandService) retryLater(devices ...string) {
+	s.retryMu.Lock()
+	for _, d := range devices {
+		s.retry[d] = struct{}{}
+	}
+	s.retryMu.Unlock()
+}
+
+// takeRetries empties the retry set and returns its online devices. An
+// offline one is dropped: its queued commands are pushed when it connects
+// (DeviceConnected comes after the session is registered, so it reads
+// them after this saw the device offline), and if that fails too it is
+// back in the set.
+func (s *CommandService) takeRetries() []string {
+	s.retryMu.Lock()
+	set := s.retry
+	s.retry = map[string]struct{}{}
+	s.retryMu.Unlock()
+	var online []string
+	for d := range set {
+		if s.registry.Online(d) {
+			online = append(online, d)
+		}
+	}
+	return online
 }
 
 // push delivers a just-created command: one stored as sent is pushed as is,
@@ -110,6 +145,7 @@ func (s *CommandService) handle(ctx context.Context, d delivery) {
 	cmds, err := s.store.PendingCommands(ctx, d.device)
 	if err != nil {
 		s.log.Error("pending commands", "device", d.device, "err", err)
+		s.retryLater(d.device)
 		return
 	}
 	for _, c := range cmds {
@@ -142,6 +178,7 @@ func (s *CommandService) deliver(ctx context.Context, c Command) {
 	if err != nil {
 		if !errors.Is(err, errNoChange) {
 			s.log.Error("mark command sent", "id", c.ID, "err", err)
+			s.retryLater(c.DeviceID)
 		}
 		return
 	}
@@ -236,17 +273,27 @@ func appendCapped(s string, b []byte, truncated bool) (string, bool) {
 	return s + string(b), truncated
 }
 
+// sweepLimit caps the commands one sweep acts on; the next takes the rest.
+const sweepLimit = 50_000
+
 // sweep expires commands whose TTL passed before the device received them,
 // times out received ones whose device never answered, and (re)delivers
-// queued or long-unacknowledged commands to online devices.
+// long-unacknowledged commands, and queued ones whose delivery was dropped,
+// to online devices. It reads only the commands due for one of these: its
+// cost does not grow with the commands that merely wait.
 func (s *CommandService) sweep(ctx context.Context) {
-	open, err := s.store.OpenCommands(ctx, 50_000)
+	now := s.now()
+	retry := s.takeRetries()
+	due, err := s.store.DueCommands(ctx, DueQuery{Now: now, ResultGrace: resultGrace,
+		RedeliverAfter: redeliverAfter, QueuedOf: retry, Limit: sweepLimit})
+	if err != nil || len(due) == sweepLimit {
+		s.retryLater(retry...) // some of their queued commands may be unread
+	}
 	if err != nil {
 		s.log.Error("sweep commands", "err", err)
 		return
 	}
-	now := s.now()
-	for _, c := range open {
+	for _, c := range due {
 		switch {
 		case c.State != StateReceived && !now.Before(c.ExpiresAt):
 			s.finish(ctx, c.ID, StateExpired, "not received by the device before its TTL", func(c *Command) bool { return c.State != StateReceived })

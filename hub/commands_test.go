@@ -7,6 +7,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -60,13 +61,24 @@ type cmdEnv struct {
 // ends.
 func newCmdEnv(t *testing.T, clock ...func() time.Time) *cmdEnv {
 	t.Helper()
+	return newCmdEnvWrapped(t, nil, clock...)
+}
+
+// newCmdEnvWrapped is newCmdEnv with the service seeing the store through
+// wrap, if not nil.
+func newCmdEnvWrapped(t *testing.T, wrap func(*store.Store) hub.CommandStore, clock ...func() time.Time) *cmdEnv {
+	t.Helper()
 	st, err := store.Open(context.Background(), filepath.Join(t.TempDir(), "hub.db"))
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { st.Close() })
 	reg := hub.NewRegistry(hub.NewMetrics(nil))
-	svc := hub.NewCommandService(st, reg, hub.NewCommandMetrics(nil), nil)
+	var cs hub.CommandStore = st
+	if wrap != nil {
+		cs = wrap(st)
+	}
+	svc := hub.NewCommandService(cs, reg, hub.NewCommandMetrics(nil), nil)
 	if len(clock) > 0 {
 		svc.SetClock(clock[0])
 	}
@@ -483,5 +495,130 @@ func TestOutputPastCapWritesNothing(t *testing.T) {
 	}
 	if got.Version != c.Version+1 {
 		t.Fatalf("version %d after two capped chunks, want %d (only the first writes)", got.Version, c.Version+1)
+	}
+}
+
+// dueRecorder is the real store, recording what the sweeps read.
+// PendingCommands answers at once for "ghost", a device that does not
+// exist: a test floods the delivery queue with it, and under the race
+// detector 16,384 real queries take longer than the test may wait.
+type dueRecorder struct {
+	*store.Store
+	mu     sync.Mutex
+	sweeps int
+	read   []string // command ids
+}
+
+func (r *dueRecorder) DueCommands(ctx context.Context, q hub.DueQuery) ([]hub.Command, error) {
+	cmds, err := r.Store.DueCommands(ctx, q)
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.sweeps++
+	for _, c := range cmds {
+		r.read = append(r.read, c.ID)
+	}
+	return cmds, err
+}
+
+func (r *dueRecorder) PendingCommands(ctx context.Context, deviceID string) ([]hub.Command, error) {
+	if deviceID == "ghost" {
+		return nil, nil
+	}
+	return r.Store.PendingCommands(ctx, deviceID)
+}
+
+func (r *dueRecorder) snapshot() (sweeps int, read []string) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.sweeps, slices.Clone(r.read)
+}
+
+// TestSweepSkipsWaitingCommands: commands queued for offline devices (a
+// bulk send) and in flight to an online one are not read by the sweeps;
+// the one command due is.
+func TestSweepSkipsWaitingCommands(t *testing.T) {
+	ctx := context.Background()
+	rec := &dueRecorder{}
+	e := newCmdEnvWrapped(t, func(st *store.Store) hub.CommandStore { rec.Store = st; return rec })
+	const n = 200
+	for i := range n {
+		e.device(t, fmt.Sprintf("off-%03d", i), map[string]string{"group": "off"})
+	}
+	e.device(t, "pi-on", nil)
+	sess := e.online(t, "pi-on")
+	if _, err := e.svc.SendBulk(ctx, hub.SendRequest{Selector: map[string]string{"group": "off"}, Name: "reboot"}); err != nil {
+		t.Fatal(err)
+	}
+	e.send(t, hub.SendRequest{DeviceID: "pi-on"})
+	sess.next(t)
+	short := e.send(t, hub.SendRequest{DeviceID: "off-000", TTL: time.Second})
+	e.pollState(t, short.ID, hub.StateExpired)
+	// One whole sweep more after the expiry.
+	after, _ := rec.snapshot()
+	deadline := time.Now().Add(waitFor)
+	for sweeps, _ := rec.snapshot(); sweeps < after+2; sweeps, _ = rec.snapshot() {
+		if time.Now().After(deadline) {
+			t.Fatalf("%d sweeps after the expiry in %s", sweeps-after, waitFor)
+		}
+		time.Sleep(10 * time.Millisecond) // poll interval
+	}
+	sweeps, read := rec.snapshot()
+	if len(read) == 0 || slices.ContainsFunc(read, func(id string) bool { return id != short.ID }) {
+		t.Fatalf("%d sweeps read %d commands (%v...), want only the expired %s", sweeps, len(read), read[:min(3, len(read))], short.ID)
+	}
+}
+
+// blockingSession takes a command only once released, telling entered
+// when it starts waiting.
+type blockingSession struct {
+	entered chan struct{}
+	release chan struct{}
+}
+
+func (b *blockingSession) Close(protocol.CloseCode, string) {}
+
+func (b *blockingSession) SendCommand(ctx context.Context, _ *protocol.Command) error {
+	b.entered <- struct{}{}
+	select {
+	case <-b.release:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// TestSweepRetriesDroppedDelivery: a device connects while the delivery
+// workers are swamped, so its connect-time delivery is dropped; the
+// sweep reads its queued command and pushes it all the same.
+func TestSweepRetriesDroppedDelivery(t *testing.T) {
+	rec := &dueRecorder{}
+	e := newCmdEnvWrapped(t, func(st *store.Store) hub.CommandStore { rec.Store = st; return rec })
+	e.device(t, "slow", nil)
+	e.device(t, "pi-01", nil)
+	c := e.send(t, hub.SendRequest{DeviceID: "pi-01"}) // offline: queued
+	// Both workers stuck pushing to a slow device...
+	slow := &blockingSession{entered: make(chan struct{}, 2), release: make(chan struct{})}
+	e.reg.Register("slow", slow)
+	for range 2 {
+		e.send(t, hub.SendRequest{DeviceID: "slow"})
+		select {
+		case <-slow.entered:
+		case <-time.After(waitFor):
+			t.Fatal("no worker took the slow device's command")
+		}
+	}
+	// ...and more deliveries than their queue holds.
+	for range 20_000 {
+		e.svc.DeviceConnected("ghost")
+	}
+	sess := e.online(t, "pi-01")
+	e.svc.DeviceConnected("pi-01") // dropped
+	close(slow.release)
+	if msg := sess.next(t); msg.ID != c.ID {
+		t.Fatalf("pushed %s, want %s", msg.ID, c.ID)
+	}
+	e.pollState(t, c.ID, hub.StateSent)
+	if _, read := rec.snapshot(); !slices.Contains(read, c.ID) {
+		t.Fatalf("sweeps read %v, not %s: its delivery was not dropped", read, c.ID)
 	}
 }

@@ -26,17 +26,40 @@ const (
 // commands_device_open; it must stay textually identical to theirs.
 const openStates = `state IN ('queued', 'sent', 'received')`
 
-// The open-command queries name their partial index: without ANALYZE
-// statistics the planner would rather take commands_state and sort.
+// unreceivedStates is the WHERE clause of the partial index
+// commands_unreceived_expiry; it must stay textually identical to it.
+const unreceivedStates = `state IN ('queued', 'sent')`
+
+// The open-command queries name their index: without ANALYZE statistics
+// the planner would rather take commands_state and sort.
+//
+// dueCommandsQuery has one arm per hub.DueQuery condition, each on the
+// index that reads only what may be due, so a sweep never reads the
+// queued commands that merely wait (thousands after a bulk send to
+// offline devices): the TTL index up to now, the sent and received
+// commands (in flight, few), and the queued ones of the listed devices.
+// UNION drops a command that two arms find.
 const (
 	pendingCommandsQuery = `SELECT ` + commandColumns + ` FROM commands INDEXED BY commands_device_open
 		WHERE device_id = ? AND ` + openStates + ` ORDER BY created_at, id`
-	openCommandsQuery = `SELECT ` + commandColumns + ` FROM commands INDEXED BY commands_open
-		WHERE ` + openStates + ` ORDER BY created_at, id LIMIT ?`
+	dueCommandsQuery = `SELECT ` + dueCommandColumns + ` FROM commands INDEXED BY commands_unreceived_expiry
+			WHERE ` + unreceivedStates + ` AND expires_at <= @now
+		UNION SELECT ` + dueCommandColumns + ` FROM commands INDEXED BY commands_state
+			WHERE state IN ('sent', 'received') AND (sent_at < @sent_before
+				OR state = 'received' AND received_at + timeout_ms * 1000000 + @grace <= @now)
+		UNION SELECT ` + dueCommandColumns + ` FROM commands INDEXED BY commands_device_open
+			WHERE device_id IN (SELECT value FROM json_each(@devices)) AND ` + openStates + ` AND state = 'queued'
+		ORDER BY created_at, id LIMIT @limit`
 )
 
 const commandColumns = `id, bulk_id, device_id, name, args, sent_by, state, created_at, expires_at,
 	timeout_ms, sent_at, received_at, finished_at, exit_code, stdout, stderr, truncated, duration_ms,
+	error, version`
+
+// dueCommandColumns is commandColumns with empty strings in place of the
+// output, which the sweep never needs and which may be 512 KiB a command.
+const dueCommandColumns = `id, bulk_id, device_id, name, args, sent_by, state, created_at, expires_at,
+	timeout_ms, sent_at, received_at, finished_at, exit_code, '', '', truncated, duration_ms,
 	error, version`
 
 const insertCommandQuery = `INSERT INTO commands (` + commandColumns + `)
@@ -340,13 +363,25 @@ func (s *Store) PendingCommands(ctx context.Context, deviceID string) ([]hub.Com
 	return s.queryCommands(ctx, "pending commands", pendingCommandsQuery, deviceID)
 }
 
-// OpenCommands returns up to limit commands not in a terminal state,
-// oldest first; limit <= 0 means no limit.
-func (s *Store) OpenCommands(ctx context.Context, limit int) ([]hub.Command, error) {
+// DueCommands returns the open commands due for action at q.Now (see
+// hub.DueQuery), oldest first and without their output (Stdout and Stderr
+// empty); q.Limit <= 0 means no limit.
+func (s *Store) DueCommands(ctx context.Context, q hub.DueQuery) ([]hub.Command, error) {
+	limit := q.Limit
 	if limit <= 0 {
 		limit = -1 // SQLite: no limit
 	}
-	return s.queryCommands(ctx, "open commands", openCommandsQuery, limit)
+	if q.QueuedOf == nil {
+		q.QueuedOf = []string{} // "[]", not "null": json_each would yield a row
+	}
+	devices, err := json.Marshal(q.QueuedOf)
+	if err != nil {
+		return nil, fmt.Errorf("due commands: %w", err)
+	}
+	return s.queryCommands(ctx, "due commands", dueCommandsQuery,
+		sql.Named("now", unixNano(q.Now)), sql.Named("sent_before", unixNano(q.Now.Add(-q.RedeliverAfter))),
+		sql.Named("grace", q.ResultGrace.Nanoseconds()), sql.Named("devices", string(devices)),
+		sql.Named("limit", limit))
 }
 
 // DevicesMatching returns the non-revoked devices whose labels contain

@@ -2,6 +2,7 @@ package store
 
 import (
 	"context"
+	"database/sql"
 	"errors"
 	"fmt"
 	"reflect"
@@ -281,7 +282,7 @@ func TestListCommandsLimits(t *testing.T) {
 	}
 }
 
-func TestPendingAndOpenCommands(t *testing.T) {
+func TestPendingAndDueCommands(t *testing.T) {
 	ctx := context.Background()
 	s, _ := openTest(t)
 	mustCreate(t, s, "pi-01", nil)
@@ -293,7 +294,7 @@ func TestPendingAndOpenCommands(t *testing.T) {
 	for i, st := range states {
 		for j, dev := range []string{"pi-01", "pi-02"} {
 			c := newCmd(fmt.Sprintf("%s-%s", dev, st), dev, base.Add(time.Duration(len(states)-i)*time.Second+time.Duration(j)))
-			c.State = st
+			c.State, c.SentAt, c.ReceivedAt = st, &c.CreatedAt, &c.CreatedAt
 			cmds = append(cmds, c)
 		}
 	}
@@ -305,31 +306,136 @@ func TestPendingAndOpenCommands(t *testing.T) {
 	if p, err := s.PendingCommands(ctx, "ghost"); err != nil || len(p) != 0 {
 		t.Fatalf("PendingCommands(ghost) = %s, %v", ids(p), err)
 	}
-	open, err := s.OpenCommands(ctx, 0)
+	// A day on, every open command is due by some rule, and no final one
+	// is, though each has the times that would make it due.
+	q := hub.DueQuery{Now: base.Add(24 * time.Hour), QueuedOf: []string{"pi-01", "pi-02"}}
 	want := "pi-01-received,pi-02-received,pi-01-sent,pi-02-sent,pi-01-queued,pi-02-queued"
-	if err != nil || ids(open) != want {
-		t.Fatalf("OpenCommands(0) = %s, %v; want %s", ids(open), err, want)
-	}
-	for limit, want := range map[int]string{1: "pi-01-received", 6: want, 7: want} {
-		if open, err := s.OpenCommands(ctx, limit); err != nil || ids(open) != want {
-			t.Errorf("OpenCommands(%d) = %s, %v; want %s", limit, ids(open), err, want)
+	for limit, want := range map[int]string{0: want, 1: "pi-01-received", 6: want, 7: want} {
+		q.Limit = limit
+		if due, err := s.DueCommands(ctx, q); err != nil || ids(due) != want {
+			t.Errorf("DueCommands(limit %d) = %s, %v; want %s", limit, ids(due), err, want)
 		}
 	}
-	// A command leaving the open set leaves the partial index too.
+	// A command leaving the open set leaves the partial indexes too.
 	if _, err := s.UpdateCommand(ctx, "pi-01-queued", func(c *hub.Command) error { c.State = hub.StateCanceled; return nil }); err != nil {
 		t.Fatal(err)
 	}
 	if pending, _ := s.PendingCommands(ctx, "pi-01"); ids(pending) != "pi-01-received,pi-01-sent" {
 		t.Fatalf("after cancel PendingCommands = %s", ids(pending))
 	}
+	q.Limit = 0
+	if due, _ := s.DueCommands(ctx, q); ids(due) != "pi-01-received,pi-02-received,pi-01-sent,pi-02-sent,pi-02-queued" {
+		t.Fatalf("after cancel DueCommands = %s", ids(due))
+	}
 }
 
-// TestOpenCommandsQueryPlan guards the sweep's cost: it must read the
-// partial index of open commands, not scan the history.
-func TestOpenCommandsQueryPlan(t *testing.T) {
+// TestDueCommandsEdges checks each rule of hub.DueQuery at its edge and one
+// nanosecond short of it, and that nothing else comes back.
+func TestDueCommandsEdges(t *testing.T) {
+	ctx := context.Background()
 	s, _ := openTest(t)
-	for q, arg := range map[string]any{openCommandsQuery: 10, pendingCommandsQuery: "pi-01"} {
-		rows, err := s.db.Query(`EXPLAIN QUERY PLAN `+q, arg)
+	for _, d := range []string{"pi-01", "pi-02"} {
+		mustCreate(t, s, d, nil)
+	}
+	// Distinct durations, so a swapped parameter shows.
+	const grace, redeliver, timeout = 7 * time.Second, 11 * time.Second, 3 * time.Second
+	now := base.Add(time.Hour)
+	at := func(d time.Duration) *time.Time { t := now.Add(d); return &t }
+	var cmds []hub.Command
+	add := func(id string, st hub.CommandState, f func(*hub.Command)) {
+		c := newCmd(id, "pi-01", base.Add(time.Duration(len(cmds))*time.Second))
+		c.State, c.TimeoutMs, c.ExpiresAt = st, timeout.Milliseconds(), now.Add(time.Hour)
+		if st != hub.StateQueued {
+			c.SentAt = at(0) // just pushed: not due for redelivery
+		}
+		if st == hub.StateReceived {
+			c.ReceivedAt = at(0)
+		}
+		f(&c)
+		cmds = append(cmds, c)
+	}
+	// TTL: due once now >= expires_at, unless received.
+	add("queued-expires-now", hub.StateQueued, func(c *hub.Command) { c.ExpiresAt = now })
+	add("queued-expires-1ns-later", hub.StateQueued, func(c *hub.Command) { c.ExpiresAt = *at(1) })
+	add("sent-expires-now", hub.StateSent, func(c *hub.Command) { c.ExpiresAt = now })
+	add("sent-expires-1ns-later", hub.StateSent, func(c *hub.Command) { c.ExpiresAt = *at(1) })
+	add("received-expired", hub.StateReceived, func(c *hub.Command) { c.ExpiresAt = *at(-time.Hour) })
+	// Result timeout: due once now >= received_at + timeout + grace.
+	add("received-timeout-now", hub.StateReceived, func(c *hub.Command) { c.ReceivedAt = at(-timeout - grace) })
+	add("received-timeout-1ns-later", hub.StateReceived, func(c *hub.Command) { c.ReceivedAt = at(-timeout - grace + 1) })
+	add("received-no-time", hub.StateReceived, func(c *hub.Command) { c.ReceivedAt = nil })
+	add("sent-received-long-ago", hub.StateSent, func(c *hub.Command) { c.ReceivedAt = at(-time.Hour) })
+	// Redelivery: due once now - sent_at > redeliver.
+	add("sent-1ns-past-redeliver", hub.StateSent, func(c *hub.Command) { c.SentAt = at(-redeliver - 1) })
+	add("sent-at-redeliver", hub.StateSent, func(c *hub.Command) { c.SentAt = at(-redeliver) })
+	add("received-1ns-past-redeliver", hub.StateReceived, func(c *hub.Command) { c.SentAt = at(-redeliver - 1) })
+	add("received-at-redeliver", hub.StateReceived, func(c *hub.Command) { c.SentAt = at(-redeliver) })
+	// Queued: due only for a listed device (pi-02); its sent ones keep to
+	// the time rules; a command due by two rules comes back once.
+	add("queued-listed", hub.StateQueued, func(c *hub.Command) { c.DeviceID = "pi-02" })
+	add("queued-listed-expired", hub.StateQueued, func(c *hub.Command) { c.DeviceID, c.ExpiresAt = "pi-02", now })
+	add("sent-listed", hub.StateSent, func(c *hub.Command) { c.DeviceID = "pi-02" })
+	add("queued-unlisted", hub.StateQueued, func(*hub.Command) {})
+	// Final commands never are, whatever their times.
+	add("succeeded-old", hub.StateSucceeded, func(c *hub.Command) {
+		c.ExpiresAt, c.SentAt, c.ReceivedAt = now, at(-time.Hour), at(-time.Hour)
+	})
+	mustCreateCommands(t, s, cmds...)
+
+	q := hub.DueQuery{Now: now, ResultGrace: grace, RedeliverAfter: redeliver, QueuedOf: []string{"pi-02", "ghost"}}
+	due, err := s.DueCommands(ctx, q)
+	want := "queued-expires-now,sent-expires-now,received-timeout-now,sent-1ns-past-redeliver," +
+		"received-1ns-past-redeliver,queued-listed,queued-listed-expired"
+	if err != nil || ids(due) != want {
+		t.Fatalf("DueCommands =\n %s, %v\nwant\n %s", ids(due), err, want)
+	}
+	// One nanosecond earlier, only the listed queued command is due.
+	q.Now = now.Add(-1)
+	if due, err := s.DueCommands(ctx, q); err != nil || ids(due) != "queued-listed,queued-listed-expired" {
+		t.Fatalf("DueCommands 1ns earlier = %s, %v", ids(due), err)
+	}
+	q.QueuedOf = nil
+	if due, err := s.DueCommands(ctx, q); err != nil || len(due) != 0 {
+		t.Fatalf("DueCommands 1ns earlier, no device listed = %s, %v", ids(due), err)
+	}
+}
+
+// TestDueCommandsWithoutOutput: a due command comes back whole but for
+// its output, which the sweep never needs.
+func TestDueCommandsWithoutOutput(t *testing.T) {
+	s, _ := openTest(t)
+	mustCreate(t, s, "pi-01", nil)
+	c := newCmd("c1", "pi-01", base)
+	c.BulkID, c.Args, c.Error = "b1", map[string]string{"a": "1"}, "e"
+	c.State, c.SentAt, c.ReceivedAt = hub.StateReceived, &base, &base
+	c.Stdout, c.Stderr, c.Truncated = strings.Repeat("o", 100<<10), "err", true
+	mustCreateCommands(t, s, c)
+	due, err := s.DueCommands(context.Background(), hub.DueQuery{Now: base.Add(time.Hour)})
+	if err != nil || len(due) != 1 {
+		t.Fatalf("DueCommands = %s, %v; want c1", ids(due), err)
+	}
+	c.Stdout, c.Stderr = "", ""
+	if !reflect.DeepEqual(due[0], c) {
+		t.Fatalf("due command\n got %+v\nwant %+v", due[0], c)
+	}
+}
+
+// TestDueCommandsQueryPlan guards the sweep's cost: it must read the
+// indexes that hold only what may be due, never scan the history or the
+// open commands.
+func TestDueCommandsQueryPlan(t *testing.T) {
+	s, _ := openTest(t)
+	for _, tc := range []struct {
+		q       string
+		args    []any
+		indexes []string
+	}{
+		{pendingCommandsQuery, []any{"pi-01"}, []string{"commands_device_open"}},
+		{dueCommandsQuery, []any{sql.Named("now", 1), sql.Named("sent_before", 1), sql.Named("grace", 1),
+			sql.Named("devices", `["pi-01"]`), sql.Named("limit", 10)},
+			[]string{"commands_unreceived_expiry (expires_at<?)", "commands_state (state=?)", "commands_device_open (device_id=?)"}},
+	} {
+		rows, err := s.db.Query(`EXPLAIN QUERY PLAN `+tc.q, tc.args...)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -344,8 +450,13 @@ func TestOpenCommandsQueryPlan(t *testing.T) {
 		}
 		rows.Close()
 		p := strings.Join(plan, "; ")
-		if !strings.Contains(p, "_open") || strings.Contains(p, "TEMP B-TREE") {
-			t.Errorf("plan for %q: %s", q, p)
+		for _, ix := range tc.indexes {
+			if !strings.Contains(p, "SEARCH commands USING INDEX "+ix) {
+				t.Errorf("plan for %q: %s; want a search of %s", tc.q, p, ix)
+			}
+		}
+		if strings.Contains(p, "SCAN commands") || tc.q == pendingCommandsQuery && strings.Contains(p, "TEMP B-TREE") {
+			t.Errorf("plan for %q: %s", tc.q, p)
 		}
 	}
 }
@@ -434,9 +545,10 @@ func TestCreateTenThousandCommands(t *testing.T) {
 	if err != nil || len(got) != n {
 		t.Fatalf("bulk listing: %d, %v; want %d", len(got), err, n)
 	}
-	open, err := s.OpenCommands(ctx, 50_000)
-	if err != nil || len(open) != n {
-		t.Fatalf("OpenCommands: %d, %v; want %d", len(open), err, n)
+	// A whole bulk may expire in one sweep.
+	due, err := s.DueCommands(ctx, hub.DueQuery{Now: base.Add(hub.MaxCommandTTL), Limit: 50_000})
+	if err != nil || len(due) != n {
+		t.Fatalf("DueCommands: %d, %v; want %d", len(due), err, n)
 	}
 }
 
@@ -450,6 +562,48 @@ func BenchmarkCreateCommands(b *testing.B) {
 			cmds[j].ID = fmt.Sprintf("r%d-%06d", i, j)
 		}
 		if err := s.CreateCommands(context.Background(), cmds); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+// sweepFixture stores 20,000 open commands as a bulk send to offline
+// devices leaves them, 100 of them in flight, and returns a sweep's query
+// at which only the commands in want are due: expired, unanswered past
+// the redelivery delay, past timeout + grace, queued for a listed device.
+func sweepFixture(tb testing.TB) (s *Store, q hub.DueQuery, want string) {
+	tb.Helper()
+	const n = 20_000
+	s, _ = openTest(tb)
+	createBulkDevices(tb, s, n)
+	cmds := bulkCommands(n)
+	now := base.Add(10 * time.Minute)
+	recent, old := now.Add(-time.Second), now.Add(-2*time.Minute)
+	q = hub.DueQuery{Now: now, ResultGrace: 30 * time.Second, RedeliverAfter: 30 * time.Second, Limit: 50_000}
+	for i := n - 100; i < n; i++ { // in flight, not due; their devices listed
+		cmds[i].State, cmds[i].SentAt = hub.StateSent, &recent
+		q.QueuedOf = append(q.QueuedOf, cmds[i].DeviceID)
+	}
+	cmds[10].ExpiresAt = now.Add(-time.Second)
+	cmds[11].State, cmds[11].SentAt, cmds[11].ExpiresAt = hub.StateSent, &recent, now
+	cmds[12].State, cmds[12].SentAt = hub.StateSent, &old
+	cmds[13].State, cmds[13].SentAt, cmds[13].ReceivedAt = hub.StateReceived, &old, &old
+	cmds[13].Stdout = strings.Repeat("o", 64<<10)
+	q.QueuedOf = append(q.QueuedOf, cmds[20].DeviceID)
+	mustCreateCommands(tb, s, cmds...)
+	return s, q, "c000010,c000011,c000012,c000013,c000020"
+}
+
+// BenchmarkSweepCommands measures what a sweep reads from the store when
+// a handful of 20,000 open commands are due.
+func BenchmarkSweepCommands(b *testing.B) {
+	s, q, want := sweepFixture(b)
+	ctx := context.Background()
+	if due, err := s.DueCommands(ctx, q); err != nil || ids(due) != want {
+		b.Fatalf("DueCommands = %s, %v; want %s", ids(due), err, want)
+	}
+	for b.Loop() {
+		if _, err := s.DueCommands(ctx, q); err != nil {
 			b.Fatal(err)
 		}
 	}

@@ -131,6 +131,13 @@ var migrations = []string{
 	CREATE UNIQUE INDEX devices_next_token_hash ON devices(next_token_hash) WHERE next_token_hash IS NOT NULL;
 	ALTER TABLE devices ADD COLUMN rotate_requested INTEGER NOT NULL DEFAULT 0;
 	ALTER TABLE devices ADD COLUMN token_rotated_at INTEGER; -- last new token handed out`,
+	// 7: the sweep's TTL check. A bulk send to offline devices leaves
+	// thousands of queued commands that are not due yet; with this index
+	// the sweep reads only those whose TTL passed (received ones never
+	// expire). Queries must repeat the WHERE clause verbatim
+	// (unreceivedStates).
+	`CREATE INDEX commands_unreceived_expiry ON commands(expires_at)
+		WHERE state IN ('queued', 'sent');`,
 }
 
 // migrate applies the missing migrations in one transaction, so a crash
