@@ -142,3 +142,77 @@ func TestThrottleAtAndPastTheEdge(t *testing.T) {
 		t.Fatalf("batch larger than the burst from a full bucket delayed %s", d)
 	}
 }
+
+func TestThrottleAllowAtAndPastTheEdge(t *testing.T) {
+	t0 := time.Unix(1_700_000_000, 0)
+	l := &RateLimit{MsgsPerSec: 4, MsgBurst: 3}
+	var th Throttle
+	for i := range 3 { // exactly the burst at once: allowed
+		if !th.Allow(l, t0, 0) {
+			t.Fatalf("message %d within burst refused", i+1)
+		}
+	}
+	// Past it: refused, and refused messages are not charged, so however
+	// many are refused, the next token (250ms at 4/s) lets one through.
+	for i := range 10 {
+		if th.Allow(l, t0.Add(time.Duration(i)*time.Millisecond), 0) {
+			t.Fatalf("message %d past the burst allowed", i+4)
+		}
+	}
+	if th.Allow(l, t0.Add(249*time.Millisecond), 0) {
+		t.Fatal("allowed before a token was earned")
+	}
+	if !th.Allow(l, t0.Add(250*time.Millisecond), 0) {
+		t.Fatal("refused after a token was earned: refusals were charged")
+	}
+	if th.Allow(l, t0.Add(250*time.Millisecond), 0) {
+		t.Fatal("one token let two messages through")
+	}
+	if !th.Allow(l, t0.Add(time.Hour), 0) {
+		t.Fatal("refused after a long quiet")
+	}
+
+	// Points: exactly the burst passes, one more point is refused and not
+	// charged; a batch over the burst is charged the burst.
+	p := &RateLimit{PointsPerSec: 100, PointsBurst: 50}
+	var tp Throttle
+	if !tp.Allow(p, t0, 50) {
+		t.Fatal("batch of exactly the burst refused")
+	}
+	if tp.Allow(p, t0, 1) {
+		t.Fatal("one point past the burst allowed")
+	}
+	if !tp.Allow(p, t0.Add(10*time.Millisecond), 1) { // 1 point earned
+		t.Fatal("point refused after refill: the refused one was charged")
+	}
+	var tb Throttle
+	if !tb.Allow(p, t0, 5000) {
+		t.Fatal("batch larger than the burst refused from a full bucket")
+	}
+	if tb.Allow(p, t0, 1) {
+		t.Fatal("batch over the burst charged less than the burst")
+	}
+	if !tb.Allow(p, t0.Add(10*time.Millisecond), 1) { // 1 point earned
+		t.Fatal("batch over the burst charged more than the burst")
+	}
+
+	// Both buckets: a message refused by one is charged to neither.
+	b := &RateLimit{MsgsPerSec: 1, MsgBurst: 2, PointsPerSec: 1, PointsBurst: 10}
+	var tt Throttle
+	if !tt.Allow(b, t0, 10) {
+		t.Fatal("first message refused")
+	}
+	if tt.Allow(b, t0, 1) { // points empty, one message token left
+		t.Fatal("message over the points burst allowed")
+	}
+	if !tt.Allow(b, t0, 0) {
+		t.Fatal("message token charged by a refusal for points")
+	}
+	// Zero rates disable the buckets.
+	var tz Throttle
+	for range 1000 {
+		if !tz.Allow(&RateLimit{}, t0, 1_000_000) {
+			t.Fatal("disabled limit refused")
+		}
+	}
+}

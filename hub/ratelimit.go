@@ -7,9 +7,11 @@ import (
 )
 
 // RateLimit is the per-device traffic budget: token buckets for messages
-// and for telemetry points. A device over it is throttled (its session
-// stops reading, so acks slow down and the agent's window fills), and
-// closed once it has been throttled without a break for CloseAfter.
+// and for telemetry points. A WebSocket device over it is throttled (its
+// session stops reading, so acks slow down and the agent's window fills),
+// and closed once it has been throttled without a break for CloseAfter
+// (Throttle.Take). An MQTT device cannot be slowed down or closed by the
+// hub: its messages over the budget are refused instead (Throttle.Allow).
 // Zero rates disable the matching bucket.
 type RateLimit struct {
 	MsgsPerSec   float64
@@ -36,8 +38,9 @@ func (l *RateLimit) Advertise(s *protocol.Settings) {
 	}
 }
 
-// Throttle is one session's standing against a RateLimit. It is owned by
-// the session's reader: not safe for concurrent use.
+// Throttle is one device's standing against a RateLimit. It is owned by
+// the session's reader (or guarded by its owner's lock): not safe for
+// concurrent use.
 type Throttle struct {
 	msgs, points bucket
 	since        time.Time // start of the current unbroken throttling; zero when not throttled
@@ -73,6 +76,30 @@ func (t *Throttle) Take(l *RateLimit, now time.Time, points int) (delay time.Dur
 	return delay, limit, now.Sub(t.since) >= closeAfter
 }
 
+// Allow charges one message carrying points at now if both buckets have
+// room for it, and reports whether it did. Unlike Take it never goes into
+// debt: a message refused is not charged, so a device sending faster than
+// its budget still gets its budget's worth through. A batch larger than
+// the points burst is charged the burst, so it passes from a full bucket.
+func (t *Throttle) Allow(l *RateLimit, now time.Time, points int) bool {
+	msgs := l.MsgsPerSec > 0
+	pts := l.PointsPerSec > 0 && points > 0
+	mb, pb := burst(l.MsgBurst, l.MsgsPerSec), burst(l.PointsBurst, l.PointsPerSec)
+	if msgs && !t.msgs.has(now, 1, l.MsgsPerSec, mb) {
+		return false
+	}
+	if pts && !t.points.has(now, points, l.PointsPerSec, pb) {
+		return false
+	}
+	if msgs {
+		t.msgs.take(now, 1, l.MsgsPerSec, mb)
+	}
+	if pts {
+		t.points.take(now, points, l.PointsPerSec, pb)
+	}
+	return true
+}
+
 func burst(b int, rate float64) float64 {
 	if b > 0 {
 		return float64(b)
@@ -88,6 +115,24 @@ type bucket struct {
 }
 
 func (b *bucket) take(now time.Time, n int, rate, burst float64) time.Duration {
+	b.refill(now, rate, burst)
+	b.tokens -= min(float64(n), burst)
+	if b.tokens >= 0 {
+		return 0
+	}
+	return time.Duration(-b.tokens / rate * float64(time.Second))
+}
+
+// has reports whether a charge of n at now would leave no debt; it
+// charges nothing (refilling is not a charge).
+func (b *bucket) has(now time.Time, n int, rate, burst float64) bool {
+	b.refill(now, rate, burst)
+	return b.tokens >= min(float64(n), burst)
+}
+
+// refill adds the tokens earned since the last refill, up to burst; a
+// bucket never charged is full. A clock going back earns nothing.
+func (b *bucket) refill(now time.Time, rate, burst float64) {
 	if b.last.IsZero() {
 		b.tokens = burst
 	} else if el := now.Sub(b.last); el > 0 {
@@ -96,9 +141,4 @@ func (b *bucket) take(now time.Time, n int, rate, burst float64) time.Duration {
 	if b.last.IsZero() || now.After(b.last) {
 		b.last = now
 	}
-	b.tokens -= min(float64(n), burst)
-	if b.tokens >= 0 {
-		return 0
-	}
-	return time.Duration(-b.tokens / rate * float64(time.Second))
 }

@@ -189,6 +189,12 @@ func (s *Server) wire() error {
 	cfg := s.cfg
 	m := hub.NewMetrics(s.reg)
 	s.registry = hub.NewRegistry(m)
+	// Each device's budget, whatever its transport.
+	rate := hub.RateLimit{
+		MsgsPerSec: cfg.Device.MaxMsgsPerSec, MsgBurst: cfg.Device.MsgsBurst,
+		PointsPerSec: cfg.Device.MaxPointsPerSec, PointsBurst: cfg.Device.PointsBurst,
+		CloseAfter: cfg.Device.ThrottleCloseAfter,
+	}
 	// The ingester is built after the bridge (whose sink may wrap
 	// InfluxDB's for northbound republishing) and reached through this.
 	ingest := &lateIngester{}
@@ -205,6 +211,7 @@ func (s *Server) wire() error {
 		bc.Store, bc.Registry, bc.Ingester, bc.Commands, bc.Live = s.store, s.registry, ingest, s.commands, s.live
 		bc.DeadLetters, bc.Registerer, bc.Logger = s.store, s.reg, s.log
 		bc.Limits = protocol.Limits{MaxPoints: cfg.Device.MaxPoints}
+		bc.Rate = rate // MQTT devices have the agents' budget
 		if s.bridge, err = mqtt.New(bc); err != nil {
 			return err
 		}
@@ -224,12 +231,8 @@ func (s *Server) wire() error {
 		// rate (90 %: headroom for devices that were not connected).
 		ReconnectRate:   0.9 * cfg.Device.AcceptRate,
 		MaxConnsPerAddr: cfg.Device.MaxConnsPerAddr,
-		Rate: hub.RateLimit{
-			MsgsPerSec: cfg.Device.MaxMsgsPerSec, MsgBurst: cfg.Device.MsgsBurst,
-			PointsPerSec: cfg.Device.MaxPointsPerSec, PointsBurst: cfg.Device.PointsBurst,
-			CloseAfter: cfg.Device.ThrottleCloseAfter,
-		},
-		FlapMax: cfg.Device.FlapMax, FlapHold: cfg.Device.FlapHold,
+		Rate:            rate,
+		FlapMax:         cfg.Device.FlapMax, FlapHold: cfg.Device.FlapHold,
 	})
 	mux := http.NewServeMux()
 	accept := hub.NewAcceptLimit(hub.AcceptConfig{Rate: cfg.Device.AcceptRate, Burst: cfg.Device.AcceptBurst, Registerer: s.reg})

@@ -109,6 +109,11 @@ type Config struct {
 	MaxPendingBytes int
 	Workers         int // messages processed at once, default 4
 	Limits          protocol.Limits
+	// Rate is each device's telemetry budget (messages and points, as for
+	// agents). The hub cannot slow an MQTT publisher down, so a message
+	// over it is refused (acked and dropped); refused messages are not
+	// charged. CloseAfter does not apply. Zero rates: no budget.
+	Rate hub.RateLimit
 
 	// Northbound, if set, republishes agent devices' telemetry (see
 	// Bridge.Sink).

@@ -48,6 +48,7 @@ type Bridge struct {
 
 	dedupe   *dedupe
 	devices  *deviceCache
+	rates    *rates
 	refusals logLimiter
 
 	mu       sync.Mutex
@@ -69,7 +70,7 @@ func New(cfg Config) (*Bridge, error) {
 		cfg: cfg, log: cfg.Logger.With("component", "mqtt"), metrics: newMetrics(cfg.Registerer),
 		acks: make(chan paho.Message, cfg.MaxPending), north: make(chan northItem, northQueue),
 		ctx: ctx, cancel: cancel,
-		dedupe: newDedupe(), devices: newDeviceCache(cfg.Store, cfg.Clock),
+		dedupe: newDedupe(), devices: newDeviceCache(cfg.Store, cfg.Clock), rates: newRates(cfg.Rate),
 		sessions: map[string]*session{}, revoked: map[string]time.Time{}, tmpls: cfg.templates(),
 	}
 	for range cfg.Workers {

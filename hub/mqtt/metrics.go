@@ -13,6 +13,7 @@ const (
 	reasonBadStatus     = "bad_status" // status payload neither online nor offline
 	reasonBadResult     = "bad_result" // result payload does not decode
 	reasonUnknownCmd    = "unknown_command"
+	reasonRate          = "rate" // telemetry over its device's budget (Config.Rate)
 )
 
 // metrics are the bridge's Prometheus instruments (fleethub_mqtt_*).
@@ -47,7 +48,7 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 		north:    prometheus.NewCounterVec(prometheus.CounterOpts{Name: "fleethub_mqtt_northbound_total", Help: "Northbound batches, by outcome (published, dropped, error)."}, []string{"outcome"}),
 	}
 	for _, r := range []string{reasonBadTopic, reasonUnknownDevice, reasonRevoked, reasonOversize, reasonMalformed,
-		reasonInjection, reasonBadStatus, reasonBadResult, reasonUnknownCmd} {
+		reasonInjection, reasonBadStatus, reasonBadResult, reasonUnknownCmd, reasonRate} {
 		m.refused.WithLabelValues(r) // every reason present from the start, at 0
 	}
 	if reg != nil {

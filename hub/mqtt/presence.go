@@ -85,10 +85,11 @@ func (b *Bridge) seen(d hub.Device, declared bool, now time.Time) {
 }
 
 // forgetDevice hears the registry's Disconnect (revocation, deletion):
-// the device's cached record goes, and for a while no session may start
-// from a message whose lookup came before.
+// the device's cached record and rate standing go, and for a while no
+// session may start from a message whose lookup came before.
 func (b *Bridge) forgetDevice(dev string) {
 	b.devices.forget(dev)
+	b.rates.forget(dev)
 	now := b.cfg.Clock()
 	b.mu.Lock()
 	for id, t := range b.revoked {

@@ -19,6 +19,12 @@ import (
 
 // telemetry decodes, publishes live and stores one telemetry message; it
 // is acked once InfluxDB accepted it.
+//
+// The rate budget is checked after the dedupe lookup, on fresh messages
+// only: a broker's redelivery of a message stored or being stored is not
+// charged twice (the DUP flag and packet id are the broker's, so a device
+// cannot pass its messages off as redeliveries). A message over budget
+// is forgotten by dedupe and refused, uncharged.
 func (b *Bridge) telemetry(m paho.Message, r Route, dev string) {
 	data := m.Payload()
 	if len(data) > b.cfg.MaxPayloadBytes {
@@ -51,6 +57,9 @@ func (b *Bridge) telemetry(m paho.Message, r Route, dev string) {
 		b.metrics.duplicates.Inc() // settled with the original, still being stored
 		return
 	}
+	if b.overBudget(key, e, dev, now, len(batch.Points)) {
+		return
+	}
 	b.seen(d, false, now)
 	if b.cfg.Live != nil {
 		b.cfg.Live.Publish(dev, batch)
@@ -66,6 +75,20 @@ func (b *Bridge) telemetry(m paho.Message, r Route, dev string) {
 	if err != nil { // shutting down: the broker keeps the message
 		b.stored(key, e, false)
 	}
+}
+
+// overBudget charges a fresh message to its device's rate budget; one
+// over it is forgotten by dedupe (a resend of it is new work) and
+// refused, with any copy that joined it, and overBudget reports true.
+func (b *Bridge) overBudget(key dedupeKey, e *dedupeEntry, dev string, now time.Time, points int) bool {
+	if b.rates.allow(dev, now, points) {
+		return false
+	}
+	err := fmt.Errorf("over the device's rate budget (message of %d points)", points)
+	for _, w := range b.dedupe.finish(key, e, false) {
+		b.refuse(w, reasonRate, dev, err)
+	}
+	return true
 }
 
 // stored settles a message (and any redelivered copies waiting on it):
