@@ -29,6 +29,10 @@ type fakeHub struct {
 	status   int    // non-zero: refuse the upgrade with this status
 	retry    string // Retry-After header sent with status
 	closeNow protocol.CloseCode
+	// msgsPerSec, if set, is the message budget advertised (burst 1);
+	// dropAfterOne drops each connection after its first batch.
+	msgsPerSec   float64
+	dropAfterOne bool
 }
 
 func newFakeHub(t *testing.T) *fakeHub {
@@ -66,7 +70,8 @@ func (f *fakeHub) serve(c *websocket.Conn) {
 		return
 	}
 	w, _ := protocol.Encode(&protocol.Welcome{SessionID: "s", DeviceID: "d", Settings: protocol.Settings{
-		MaxMessageBytes: 1 << 20, MaxBatchPoints: 100, MaxInflight: f.inflight, PingIntervalMs: 1000}})
+		MaxMessageBytes: 1 << 20, MaxBatchPoints: 100, MaxInflight: f.inflight, PingIntervalMs: 1000,
+		MsgsPerSec: f.msgsPerSec, MsgsBurst: 1}})
 	c.WriteMessage(websocket.BinaryMessage, w)
 	f.mu.Lock()
 	code := f.closeNow
@@ -88,8 +93,11 @@ func (f *fakeHub) serve(c *websocket.Conn) {
 		b := msg.(*protocol.Batch)
 		f.mu.Lock()
 		f.received = append(f.received, b.Seq)
-		ack := f.ackAll
+		ack, drop := f.ackAll, f.dropAfterOne
 		f.mu.Unlock()
+		if drop {
+			return
+		}
 		if ack {
 			a, _ := protocol.Encode(&protocol.Ack{Seq: b.Seq})
 			c.WriteMessage(websocket.BinaryMessage, a)

@@ -64,10 +64,23 @@ func TestBurstOf(t *testing.T) {
 		rate float64
 		want int
 	}{
-		{0, 50, 50}, {0, 0.2, 1}, {200, 50, 200}, {math.MaxUint64, 1, math.MaxInt32}, {0, 1e12, math.MaxInt32},
+		{0, 50, 50}, {0, 0.2, 1}, {200, 50, 200}, {^uint(0), 1, math.MaxInt32}, {0, 1e12, math.MaxInt32},
 	} {
 		if got := burstOf(c.b, c.rate); got != c.want {
 			t.Errorf("burstOf(%d, %v) = %d, want %d", c.b, c.rate, got, c.want)
 		}
 	}
+}
+
+// TestPacingWaitEndsWithTheConnection: a link waiting out a pacing delay
+// (the hub allows one message per 100 s) notices at once that the hub
+// dropped the connection, and reconnects, instead of after the delay.
+func TestPacingWaitEndsWithTheConnection(t *testing.T) {
+	f := newFakeHub(t)
+	f.msgsPerSec, f.dropAfterOne = 0.01, true
+	sp := openSpool(t)
+	appendN(t, sp, 3)
+	_, stop := runLink(t, f, sp, "fwd_test")
+	defer stop()
+	eventually(t, "a second connection after the hub dropped the first mid-pacing", func() bool { return f.connections() >= 2 })
 }

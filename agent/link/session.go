@@ -132,6 +132,16 @@ func (l *Link) sendLoop(ctx context.Context, conn *websocket.Conn, w *protocol.W
 	var lastSent uint64
 	var inflight []uint64 // sent, unacked, ascending
 	pace := newPacer(w.Settings)
+	// A pacing wait ends with the connection, not only with ctx.
+	pctx, stopPacing := context.WithCancel(ctx)
+	defer stopPacing()
+	go func() {
+		select {
+		case <-r.done:
+			stopPacing()
+		case <-pctx.Done():
+		}
+	}()
 	notify := l.cfg.Spool.Notify()
 	for {
 		if room := window - len(inflight); room > 0 {
@@ -154,8 +164,8 @@ func (l *Link) sendLoop(ctx context.Context, conn *websocket.Conn, w *protocol.W
 					lastSent = e.Seq
 					continue
 				}
-				if err := pace.wait(ctx, e.Data); err != nil {
-					return err
+				if err := pace.wait(pctx, e.Data); err != nil {
+					return err // the reader's error, if it ended, replaces it (session)
 				}
 				conn.SetWriteDeadline(time.Now().Add(l.cfg.WriteTimeout))
 				if err := conn.WriteMessage(websocket.BinaryMessage, e.Data); err != nil {
@@ -173,8 +183,8 @@ func (l *Link) sendLoop(ctx context.Context, conn *websocket.Conn, w *protocol.W
 			return r.err()
 		case <-notify:
 		case data := <-l.results:
-			if err := pace.wait(ctx, data); err != nil {
-				return err
+			if err := pace.wait(pctx, data); err != nil {
+				return err // the reader's error, if it ended, replaces it (session)
 			}
 			conn.SetWriteDeadline(time.Now().Add(l.cfg.WriteTimeout))
 			if err := conn.WriteMessage(websocket.BinaryMessage, data); err != nil {

@@ -97,14 +97,6 @@ type DeviceConfig struct {
 	FlapHold time.Duration `mapstructure:"flap_hold"`
 }
 
-// connsPerAddr is the effective http.max_conns_per_addr (0: no cap).
-func (c HTTPConfig) connsPerAddr(d DeviceConfig) int {
-	if c.MaxConnsPerAddr > 0 {
-		return c.MaxConnsPerAddr
-	}
-	return 4 * d.MaxConnsPerAddr
-}
-
 // HTTPConfig bounds what a peer may do before its request reaches a
 // handler (TLS handshake and request header).
 type HTTPConfig struct {
@@ -118,6 +110,14 @@ type HTTPConfig struct {
 	// default): four times device.max_conns_per_addr, so off when that
 	// is off.
 	MaxConnsPerAddr int `mapstructure:"max_conns_per_addr"`
+}
+
+// connsPerAddr is the effective http.max_conns_per_addr (0: no cap).
+func (c HTTPConfig) connsPerAddr(d DeviceConfig) int {
+	if c.MaxConnsPerAddr > 0 {
+		return c.MaxConnsPerAddr
+	}
+	return 4 * d.MaxConnsPerAddr
 }
 
 // IngestConfig sizes the ingest pipeline.

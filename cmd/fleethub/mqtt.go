@@ -43,9 +43,13 @@ type MQTTConfig struct {
 	AutoCreateLabels map[string]string `mapstructure:"auto_create_labels"`
 	PresenceTimeout  time.Duration     `mapstructure:"presence_timeout"`
 	MaxPayloadBytes  config.ByteSize   `mapstructure:"max_payload_bytes"`
-	MaxPending       int               `mapstructure:"max_pending"`
-	MaxPendingBytes  config.ByteSize   `mapstructure:"max_pending_bytes"`
-	Workers          int               `mapstructure:"workers"`
+	// RateLimit holds MQTT devices to the device.* rate budget, refusing
+	// (dropping) telemetry over it. Off by default: a broker's backlog
+	// after a long outage can exceed the budget's burst and would be lost.
+	RateLimit       bool            `mapstructure:"rate_limit"`
+	MaxPending      int             `mapstructure:"max_pending"`
+	MaxPendingBytes config.ByteSize `mapstructure:"max_pending_bytes"`
+	Workers         int             `mapstructure:"workers"`
 
 	Northbound struct {
 		Enabled bool   `mapstructure:"enabled"`

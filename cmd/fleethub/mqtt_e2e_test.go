@@ -208,3 +208,42 @@ func TestMQTTOverTLS(t *testing.T) {
 		})
 	}
 }
+
+// TestMQTTRateLimitOptIn: with mqtt.rate_limit the device.* budget holds
+// MQTT devices too. With 0.01 messages/s, a burst of 1 and
+// throttle_close_after 1s (which earns less than 1), a device's first of
+// three messages is stored and the other two refused as "rate"; off (the
+// default), all three of another hub's are stored.
+func TestMQTTRateLimitOptIn(t *testing.T) {
+	t.Parallel()
+	pub, err := exec.LookPath("mosquitto_pub")
+	if err != nil {
+		t.Fatalf("mosquitto_pub (Debian package mosquitto-clients; make tools installs it): %v", err)
+	}
+	ix := influxtest.Start(t)
+	broker := mqtttest.Start(t)
+	_, port, _ := strings.Cut(broker.Addr, ":")
+	for _, limited := range []bool{true, false} {
+		dir := t.TempDir()
+		yaml := fmt.Sprintf("mqtt:\n  enabled: true\n  brokers: [%q]\n  client_id: fleethub-rate-%v\n  auto_create: true\n  rate_limit: %v\n"+
+			"device:\n  max_msgs_per_sec: 0.01\n  msgs_burst: 1\n  throttle_close_after: 1s\n", broker.URL, limited, limited)
+		srv, _ := runHub(t, "--config", writeConfig(t, yaml), "--data_dir", dir, "--influx.url", ix.URL, "--influx.bucket", ix.Bucket)
+		metric := func(name string) float64 { return gatherSum(t, srv, name) }
+		waitFor(t, 20*time.Second, "bridge connected", func() bool { return metric("fleethub_mqtt_connected") == 1 })
+		topic := fmt.Sprintf("fleetwire/rate-%v/telemetry", limited)
+		for i := range 3 {
+			out, err := exec.Command(pub, "-h", "127.0.0.1", "-p", port, "-q", "1", "-t", topic,
+				"-m", fmt.Sprintf(`{"temperature_c": %d}`, 20+i)).CombinedOutput()
+			if err != nil {
+				t.Fatalf("mosquitto_pub: %v\n%s", err, out)
+			}
+		}
+		stored, refused := 3.0, 0.0
+		if limited {
+			stored, refused = 1, 2
+		}
+		waitFor(t, 20*time.Second, fmt.Sprintf("rate_limit %v: %v stored, %v refused", limited, stored, refused), func() bool {
+			return metric("fleethub_mqtt_points_stored_total") == stored && metric("fleethub_mqtt_refused_total") == refused
+		})
+	}
+}

@@ -211,7 +211,9 @@ func (s *Server) wire() error {
 		bc.Store, bc.Registry, bc.Ingester, bc.Commands, bc.Live = s.store, s.registry, ingest, s.commands, s.live
 		bc.DeadLetters, bc.Registerer, bc.Logger = s.store, s.reg, s.log
 		bc.Limits = protocol.Limits{MaxPoints: cfg.Device.MaxPoints}
-		bc.Rate = rate // MQTT devices have the agents' budget
+		if cfg.MQTT.RateLimit {
+			bc.Rate = rate // MQTT devices get the agents' budget
+		}
 		if s.bridge, err = mqtt.New(bc); err != nil {
 			return err
 		}

@@ -22,8 +22,8 @@ const (
 	MaxBulkCommandLimit = 100_000
 )
 
-// openStates is the WHERE clause of the partial indexes commands_open and
-// commands_device_open; it must stay textually identical to theirs.
+// openStates is the WHERE clause of the partial index
+// commands_device_open; it must stay textually identical to it.
 const openStates = `state IN ('queued', 'sent', 'received')`
 
 // unreceivedStates is the WHERE clause of the partial index
