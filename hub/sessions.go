@@ -103,13 +103,15 @@ func (r *Registry) OnDisconnect(f func(deviceID string)) {
 
 // RequestRotation tells deviceID's live session, if any, to rotate its
 // token (close code 4009): the agent gets a new one and reconnects with it.
-func (r *Registry) RequestRotation(deviceID string) {
+// asked reports whether there was a session to tell.
+func (r *Registry) RequestRotation(deviceID string) (asked bool) {
 	r.mu.Lock()
 	s := r.sessions[deviceID]
 	r.mu.Unlock()
 	if s != nil {
 		s.Close(protocol.CloseRotateToken, "rotate your device token")
 	}
+	return s != nil
 }
 
 // Disconnect closes deviceID's live session, if any, with a reason that

@@ -27,7 +27,7 @@ type fakeSessions struct {
 
 func (f fakeSessions) Online(id string) bool        { return f.OnlineFn(id) }
 func (f fakeSessions) Disconnect(id, reason string) { f.DisconnectFn(id, reason) }
-func (f fakeSessions) RequestRotation(string)       {}
+func (f fakeSessions) RequestRotation(string) bool  { return false }
 
 // harness is a real hub API (real store, TLS on loopback) and the env
 // fleetctl sees.

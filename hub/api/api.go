@@ -24,8 +24,8 @@ type Sessions interface {
 	// Disconnect closes the device's live session at once, if any.
 	Disconnect(deviceID string, reason string)
 	// RequestRotation asks the device's live session, if any, to rotate
-	// its token now.
-	RequestRotation(deviceID string)
+	// its token now; asked reports whether it had one.
+	RequestRotation(deviceID string) (asked bool)
 }
 
 // Config configures the API handler.

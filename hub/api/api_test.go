@@ -29,7 +29,11 @@ type fakeSessions struct {
 func (f *fakeSessions) Online(id string) bool { return f.OnlineFn(id) }
 
 func (f *fakeSessions) Disconnect(id, reason string) { f.DisconnectFn(id, reason) }
-func (f *fakeSessions) RequestRotation(id string)    { f.rotations.add(id) }
+func (f *fakeSessions) RequestRotation(id string) bool {
+	online := f.Online(id)
+	f.rotations.add(id)
+	return online
+}
 
 // recorder keeps Disconnect calls and the revoked state seen at that time.
 type recorder struct {

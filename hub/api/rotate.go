@@ -66,13 +66,15 @@ func (s *server) rotateDevice(w http.ResponseWriter, r *http.Request) {
 		s.writeStoreError(w, r, err)
 		return
 	}
-	s.cfg.Sessions.RequestRotation(id)
+	asked := s.cfg.Sessions.RequestRotation(id)
 	s.log.Info("token rotation requested", "device", id, "by", actor(r))
 	d, err := s.cfg.Store.GetDevice(r.Context(), id)
 	if err != nil {
 		s.writeStoreError(w, r, err)
 		return
 	}
-	d.Online = s.online(id)
+	// Online as it was when asked: the request itself closes its session
+	// (the agent reconnects with its new token at once).
+	d.Online = asked || s.online(id)
 	writeJSON(w, http.StatusAccepted, DeviceResponse{Device: d})
 }

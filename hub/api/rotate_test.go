@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"net/http"
+	"slices"
 	"strings"
 	"testing"
 
@@ -27,6 +28,17 @@ func TestTokenRotationAPI(t *testing.T) {
 	}
 	status, body = e.do("POST", "/api/v1/devices/nope/rotate", "")
 	wantError(t, status, body, http.StatusNotFound, "nope")
+
+	// An online device's session is closed by the request itself: the
+	// answer still says it was online (it rotates now).
+	if _, _, err := e.st.CreateDevice(ctx, "pi-online", nil); err != nil {
+		t.Fatal(err)
+	}
+	e.sess.OnlineFn = func(id string) bool { return id == "pi-online" && !slices.Contains(e.sess.rotations.get(), id) }
+	status, body = e.do("POST", "/api/v1/devices/pi-online/rotate", "")
+	if d := decode[DeviceResponse](t, body).Device; status != http.StatusAccepted || !d.Online {
+		t.Fatalf("rotate an online device: %d %s, want it reported online", status, body)
+	}
 
 	// The device trades its token for a new one.
 	status, body = e.doWith("POST", "/api/v1/device/token", "", "Bearer "+old, "")
