@@ -126,17 +126,24 @@ func (e *cmdEnv) send(t *testing.T, req hub.SendRequest) hub.Command {
 // pollState polls until the command is in state want.
 func (e *cmdEnv) pollState(t *testing.T, id string, want hub.CommandState) hub.Command {
 	t.Helper()
-	deadline := time.Now().Add(waitFor)
-	for {
-		c, err := e.svc.Get(context.Background(), id)
-		if err != nil {
+	var c hub.Command
+	eventually(t, func() string { return fmt.Sprintf("command %s is %s, want %s", id, c.State, want) }, func() bool {
+		var err error
+		if c, err = e.svc.Get(context.Background(), id); err != nil {
 			t.Fatal(err)
 		}
-		if c.State == want {
-			return c
-		}
+		return c.State == want
+	})
+	return c
+}
+
+// eventually polls cond until it holds, failing with what() after waitFor.
+func eventually(t *testing.T, what func() string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(waitFor)
+	for !cond() {
 		if time.Now().After(deadline) {
-			t.Fatalf("command %s is %s after %s, want %s", id, c.State, waitFor, want)
+			t.Fatalf("after %s: %s", waitFor, what())
 		}
 		time.Sleep(10 * time.Millisecond) // poll interval, not a wait for the condition
 	}
@@ -555,13 +562,9 @@ func TestSweepSkipsWaitingCommands(t *testing.T) {
 	e.pollState(t, short.ID, hub.StateExpired)
 	// One whole sweep more after the expiry.
 	after, _ := rec.snapshot()
-	deadline := time.Now().Add(waitFor)
-	for sweeps, _ := rec.snapshot(); sweeps < after+2; sweeps, _ = rec.snapshot() {
-		if time.Now().After(deadline) {
-			t.Fatalf("%d sweeps after the expiry in %s", sweeps-after, waitFor)
-		}
-		time.Sleep(10 * time.Millisecond) // poll interval
-	}
+	var sweeps int
+	eventually(t, func() string { return fmt.Sprintf("%d sweeps after the expiry, want 2", sweeps-after) },
+		func() bool { sweeps, _ = rec.snapshot(); return sweeps >= after+2 })
 	sweeps, read := rec.snapshot()
 	if len(read) == 0 || slices.ContainsFunc(read, func(id string) bool { return id != short.ID }) {
 		t.Fatalf("%d sweeps read %d commands (%v...), want only the expired %s", sweeps, len(read), read[:min(3, len(read))], short.ID)

@@ -57,13 +57,7 @@ func TestAgentReplaysSpoolWithinRateBudget(t *testing.T) {
 		}
 	}()
 
-	deadline := time.Now().Add(30 * time.Second)
-	for sp.Stats().Batches > 0 {
-		if time.Now().After(deadline) {
-			t.Fatalf("spool not drained after 30s: %+v, link %+v", sp.Stats(), l.Stats())
-		}
-		time.Sleep(10 * time.Millisecond) // poll interval
-	}
+	eventuallyWithin(t, 30*time.Second, "the spool drained", func() bool { return sp.Stats().Batches == 0 })
 	took := time.Since(start)
 	for _, limit := range []string{"messages", "points"} {
 		if n := limited(m, limit, "closed"); n != 0 {

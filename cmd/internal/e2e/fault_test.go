@@ -164,9 +164,8 @@ func TestFaultInjection(t *testing.T) {
 			// this one could start within the one its predecessor last
 			// collected in, and give a series two values at one time.
 			if n := len(d.earlier); n > 0 {
-				for time.Now().UnixMilli() <= d.earlier[n-1].BaseTime {
-					time.Sleep(time.Millisecond) // until the next millisecond
-				}
+				last := d.earlier[n-1].BaseTime
+				eventually(t, time.Second, "the clock past the last agent's last millisecond", func() bool { return time.Now().UnixMilli() > last })
 			}
 			d.agent = startAgent(t, h, d.token, agentOpts{url: url, spoolDir: d.spool, interval: 50 * time.Millisecond, collectors: []collect.Collector{&counter{}}})
 			d.mu.Unlock()
